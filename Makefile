@@ -1,0 +1,45 @@
+# attnviz: `make book` builds the site, `make test` runs every check. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.attnviz-installed
+BUILD_FLAGS := -W -n --keep-going
+
+.PHONY: book test lint format sync clean help
+
+help:
+	@echo "make book   build the site into _build/html (sets up .venv first)"
+	@echo "make test   lint, package tests, every notebook, the book build"
+	@echo "make sync   rewrite each chapter's setup cell from _config.yml and strip outputs"
+	@echo "make clean  remove _build (keeps .venv)"
+
+# Rebuilt only when a requirements file or pyproject.toml changes.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python scripts/install_kernel.py
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
+	@echo "Book built: $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/python scripts/sync_notebooks.py --check
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+sync: $(STAMP)
+	$(BIN)/python scripts/sync_notebooks.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,103 @@
+"""Keep every chapter's setup cell in step with _config.yml, and notebooks free of outputs.
+
+The repository URL lives in one place, `_config.yml` (`repository.url`). Colab opens a
+chapter without the rest of the repository, so each chapter's first code cell installs
+attnviz from that URL when it runs on Colab. This script writes that cell into every
+notebook listed in notebooks/ and strips outputs and execution counts.
+
+    python scripts/sync_notebooks.py          # rewrite the notebooks
+    python scripts/sync_notebooks.py --check  # exit 1 and list what is out of step
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP_TAG = "hide-output"
+SETUP_MARKER = "# attnviz setup cell"
+
+
+def repository_url() -> str:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    return config["repository"]["url"].rstrip("/")
+
+
+def pinned_transformers() -> str:
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith("transformers=="):
+            return line.strip()
+    raise SystemExit("requirements.txt does not pin transformers==X.Y.Z")
+
+
+def setup_source() -> str:
+    """The first code cell of every chapter."""
+    return f"""{SETUP_MARKER}: on Colab, install attnviz and the pinned transformers; elsewhere do nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "{pinned_transformers()}",
+         "attnviz @ git+{repository_url()}.git"],
+        check=True,
+    )
+
+import attnviz
+
+attnviz.versions()"""
+
+
+def notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def synced(nb: dict) -> dict:
+    """Return a copy of the notebook with the setup cell rewritten and outputs stripped."""
+    nb = json.loads(json.dumps(nb))
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    if not code_cells or SETUP_MARKER not in "".join(code_cells[0]["source"]):
+        raise SystemExit(f"the first code cell must start with {SETUP_MARKER!r}")
+    setup = code_cells[0]
+    setup["source"] = setup_source().splitlines(keepends=True)
+    tags = setup.setdefault("metadata", {}).setdefault("tags", [])
+    if SETUP_TAG not in tags:
+        tags.append(SETUP_TAG)
+    for cell in code_cells:
+        cell["outputs"] = []
+        cell["execution_count"] = None
+    return nb
+
+
+def dump(nb: dict) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="report, do not write")
+    args = parser.parse_args()
+    stale = []
+    for path in notebooks():
+        text = path.read_text(encoding="utf-8")
+        new = dump(synced(json.loads(text)))
+        if new != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print("out of step with _config.yml, or carrying outputs (run `make sync`):", *stale, sep="\n  ")
+        return 1
+    if not args.check:
+        print(f"synced {len(notebooks())} notebooks" + (f", rewrote {len(stale)}" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

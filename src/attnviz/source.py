@@ -1,0 +1,83 @@
+"""Quote library source in a chapter, straight from the installed package.
+
+A quote names the file, the line numbers and the library version it was read from, so the
+book can never show code that differs from what it executes. Chapter 1 introduces ``quote``.
+"""
+
+import inspect
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+
+class Quote:
+    """A few lines of source with where they come from; renders as a code block in notebooks."""
+
+    def __init__(self, code: str, path: str, first_line: int, last_line: int, package: str, version: str):
+        self.code = code
+        self.path = path
+        self.first_line = first_line
+        self.last_line = last_line
+        self.package = package
+        self.version = version
+
+    @property
+    def header(self) -> str:
+        return f"{self.package} {self.version}, {self.path}, lines {self.first_line}-{self.last_line}"
+
+    def __contains__(self, text: str) -> bool:
+        return text in self.code
+
+    def __str__(self) -> str:
+        return f"# {self.header}\n{self.code}"
+
+    __repr__ = __str__
+
+    def _repr_markdown_(self) -> str:
+        return f"`{self.header}`\n\n```python\n{self.code}\n```\n"
+
+
+def _package_path(filename: str, top: str) -> str:
+    """Return the path as it is in the package's repository, e.g. src/transformers/models/..."""
+    root = Path(sys.modules[top].__file__).resolve().parent
+    relative = Path(filename).resolve().relative_to(root)
+    return f"src/{top}/{relative.as_posix()}"
+
+
+def quote(obj, start: str | None = None, stop: str | None = None) -> Quote:
+    """Quote the source of ``obj`` (a function, method or class), from the installed library.
+
+    Args:
+        obj: what to quote, e.g. ``LlamaAttention.forward``.
+        start: quote from the first line containing this text (default: the first line).
+        stop: quote up to and including the first line at or after ``start`` containing this
+            text (default: the last line).
+
+    Raises:
+        ValueError: when ``start`` or ``stop`` is not in the source, which means the library
+            changed and the chapter quoting it must be updated.
+    """
+    obj = inspect.unwrap(obj)  # decorators (e.g. deprecate_kwarg) would point at their own file
+    lines, first = inspect.getsourcelines(obj)
+    name = getattr(obj, "__qualname__", repr(obj))
+    top = obj.__module__.split(".")[0]
+    try:
+        version = metadata.version(top)
+    except metadata.PackageNotFoundError:
+        version = "(unknown version)"
+
+    def find(text: str, begin: int) -> int:
+        for index in range(begin, len(lines)):
+            if text in lines[index]:
+                return index
+        raise ValueError(
+            f"{text!r} is not in the source of {name} in {top} {version}: the library changed. "
+            "Update the chapter that quotes it."
+        )
+
+    lo = find(start, 0) if start is not None else 0
+    hi = find(stop, lo) if stop is not None else len(lines) - 1
+    code = textwrap.dedent("".join(lines[lo : hi + 1])).rstrip("\n")
+    path = _package_path(inspect.getsourcefile(obj), top)
+    return Quote(code, path, first + lo, first + hi, top, version)

@@ -1,0 +1,72 @@
+"""Every chapter is a test: it must run top to bottom in a fresh kernel."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+import yaml
+from conftest import ROOT
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_every_chapter_is_in_the_table_of_contents():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = {chapter["file"] for part in toc["parts"] for chapter in part["chapters"]}
+    assert NOTEBOOKS, "no chapters found"
+    assert {f"notebooks/{p.stem}" for p in NOTEBOOKS} <= files
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert not cell["outputs"], f"cell {index} carries outputs"
+            assert cell["execution_count"] is None, f"cell {index} carries an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_is_first_and_matches_config(path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sync_notebooks
+    finally:
+        sys.path.pop(0)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    assert "".join(first_code["source"]) == sync_notebooks.setup_source()
+    assert "hide-output" in first_code["metadata"]["tags"]
+    assert sync_notebooks.repository_url() in sync_notebooks.setup_source()
+
+
+def test_sync_check_flags_a_stale_notebook(tmp_path):
+    """The check `make test` runs must fail on a notebook with outputs."""
+    script = ROOT / "scripts" / "sync_notebooks.py"
+    ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sync_notebooks
+    finally:
+        sys.path.pop(0)
+    nb = json.loads(NOTEBOOKS[0].read_text(encoding="utf-8"))
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi"}]
+    assert sync_notebooks.dump(sync_notebooks.synced(nb)) != sync_notebooks.dump(nb)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_runs_top_to_bottom_in_a_fresh_kernel(path):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on the first failure
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    ]
+    assert images, f"{path.name} draws no figure"

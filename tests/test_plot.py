@@ -1,0 +1,91 @@
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+import attnviz
+from attnviz.plot import MASKED_COLOR, heatmap
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def attentions():
+    ids = torch.tensor([[5, 17, 42, 8, 5, 99]])
+    with torch.no_grad():
+        return attnviz.tiny_llama()(ids, output_attentions=True).attentions
+
+
+def _image(fig):
+    (ax,) = [a for a in fig.axes if a.get_images()]
+    return ax, ax.get_images()[0]
+
+
+def test_heatmap_returns_a_figure_with_labels_on_both_axes(attentions):
+    tokens = ["<s>", "the", "cat", "sat", "the", "mat"]
+    fig = heatmap(attentions[0][0, 1], tokens, title="layer 0 head 1")
+    ax, _ = _image(fig)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+    assert [t.get_text() for t in ax.get_yticklabels()] == tokens
+    assert ax.get_title() == "layer 0 head 1"
+    assert "key" in ax.get_xlabel() and "query" in ax.get_ylabel()
+
+
+def test_masked_cells_are_not_drawn_as_small_weights(attentions):
+    weights = attentions[0][0, 0].clone()
+    weights[5, 0] = 1e-12  # tiny but allowed: must stay on the colour scale
+    fig = heatmap(weights)
+    ax, image = _image(fig)
+    data = image.get_array()
+    causal_masked = np.triu(np.ones((6, 6), dtype=bool), k=1)
+    assert np.array_equal(np.ma.getmaskarray(data), causal_masked)
+    assert not np.ma.getmaskarray(data)[5, 0]
+    assert matplotlib.colors.to_hex(image.get_cmap().get_bad()) == MASKED_COLOR
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["masked"]
+    fig.canvas.draw()  # renders without error
+
+
+def test_explicit_mask_wins_over_zero_detection():
+    weights = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    fig = heatmap(weights, mask=torch.ones(2, 2, dtype=torch.bool))
+    _, image = _image(fig)
+    assert not np.ma.getmaskarray(image.get_array()).any()
+    assert fig.axes[0].get_legend() is None
+
+
+def test_draws_into_a_given_axes():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert heatmap(torch.full((3, 3), 1 / 3), ax=ax) is fig
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 6, 6), (6,), (4, 6, 6)])
+def test_wrong_shapes_say_how_to_pick_one_head(shape):
+    with pytest.raises(ValueError, match=r"shape \(q_len, k_len\).*attentions\[layer\]\[0, head\]"):
+        heatmap(torch.rand(shape))
+
+
+def test_mismatched_tokens_are_refused():
+    with pytest.raises(ValueError, match="got 5 token labels for 6 key positions"):
+        heatmap(torch.rand(6, 6), tokens=list("abcde"))
+
+
+def test_mask_of_another_shape_is_refused():
+    with pytest.raises(ValueError, match="mask has shape"):
+        heatmap(torch.rand(3, 3), mask=torch.ones(3, 4, dtype=torch.bool))
+
+
+def test_too_long_sequences_need_an_explicit_choice():
+    weights = torch.softmax(torch.rand(130, 130), dim=-1)
+    with pytest.raises(ValueError, match="too large to read.*max_tokens=None"):
+        heatmap(weights)
+    assert heatmap(weights, max_tokens=None) is not None
+
+
+def test_queries_are_the_last_positions_when_fewer_than_keys():
+    fig = heatmap(torch.full((2, 4), 0.25), tokens=["a", "b", "c", "d"])
+    ax, _ = _image(fig)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "d"]
