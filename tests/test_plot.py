@@ -89,3 +89,54 @@ def test_queries_are_the_last_positions_when_fewer_than_keys():
     fig = heatmap(torch.full((2, 4), 0.25), tokens=["a", "b", "c", "d"])
     ax, _ = _image(fig)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "d"]
+
+
+def test_head_grid_draws_every_head_on_one_scale(attentions):
+    from attnviz.plot import head_grid
+
+    fig = head_grid(attentions, layer=1, tokens=list("abcdef"))
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in panels] == ["head 0", "head 1", "head 2", "head 3"]
+    assert len({ax.get_images()[0].get_clim() for ax in panels}) == 1, "heads drawn on different scales"
+    assert "Layer 1" in fig._suptitle.get_text()
+    for h, ax in enumerate(panels):
+        data = ax.get_images()[0].get_array()
+        assert np.allclose(data.filled(0), attentions[1][0, h].numpy())
+
+
+def test_head_grid_errors_say_what_to_do(attentions):
+    from attnviz.plot import head_grid
+
+    with pytest.raises(ValueError, match="layer 5 does not exist: the model has 2 layers"):
+        head_grid(attentions, layer=5)
+    with pytest.raises(ValueError, match="backend returned no weights.*capture_attention"):
+        head_grid((), layer=0)
+    with pytest.raises(ValueError, match="one \\(batch, heads, q_len, k_len\\) tensor per layer"):
+        head_grid(attentions[0], layer=0)
+    with pytest.raises(ValueError, match="batch index 3"):
+        head_grid(attentions, layer=0, batch=3)
+
+
+def test_compare_shares_a_scale_and_centres_the_difference(attentions):
+    from attnviz.plot import compare
+
+    before, after = attentions[0][0, 0], attentions[1][0, 0]
+    fig = compare(before, after, titles=("layer 0", "layer 1"))
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in panels] == ["layer 0", "layer 1", "after - before"]
+    assert panels[0].get_images()[0].get_clim() == panels[1].get_images()[0].get_clim()
+    low, high = panels[2].get_images()[0].get_clim()
+    assert high > 0 and low == -high
+    delta = panels[2].get_images()[0].get_array()
+    assert np.allclose(delta.filled(0), (after - before).numpy() * ~np.triu(np.ones((6, 6), bool), 1))
+    assert panels[2].get_images()[0].get_cmap().name.startswith("RdBu_r")
+    assert len([ax for ax in compare(before, after, diff=False).axes if ax.get_images()]) == 2
+
+
+def test_compare_refuses_mismatched_maps():
+    from attnviz.plot import compare
+
+    with pytest.raises(ValueError, match="same shape"):
+        compare(torch.rand(4, 4), torch.rand(5, 5))
+    with pytest.raises(ValueError, match="two entries"):
+        compare(torch.rand(4, 4), torch.rand(4, 4), titles=("only one",))

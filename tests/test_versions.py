@@ -48,7 +48,5 @@ def test_versions_reports_this_environment():
 def test_versions_warns_when_transformers_is_not_the_pinned_one(monkeypatch):
     real = _versions._installed
     monkeypatch.setattr(_versions, "_installed", lambda n: "4.52.0" if n == "transformers" else real(n))
-    with pytest.warns(
-        UserWarning, match=r"transformers 4\.52\.0 is installed.*checked against transformers 5\.24\.0"
-    ):
+    with pytest.warns(UserWarning, match=r"transformers 4\.52\.0 is installed.*checked against transformers 5\.24\.0"):
         attnviz.versions()

@@ -1,28 +1,54 @@
 """attnviz: how Hugging Face transformers implements Llama attention, checked by running it.
 
 The chapters of the attnviz book import these helpers; each helper's docstring names the
-chapter that explains it.
+chapter that explains it. Submodules load on first use, so ``import attnviz`` is quick and
+the command line answers a mistyped flag at once.
 """
 
-try:
-    import torch  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised only on a machine without torch
+import importlib
+import importlib.util
+
+if importlib.util.find_spec("torch") is None:  # pragma: no cover - exercised only on a machine without torch
     raise ImportError(
         "attnviz needs PyTorch, which it does not install for you (an unpinned torch pulls a "
         "multi-GB CUDA build). Install the CPU build first: `pip install torch==2.13.0`, or "
         "`pip install -r requirements.txt` from the attnviz repository."
-    ) from error
-
-from attnviz._versions import PINNED_VERSIONS, versions
-from attnviz.models import tiny_llama, tiny_llama_config
-from attnviz.source import quote
+    )
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PINNED_VERSIONS",
-    "quote",
-    "tiny_llama",
-    "tiny_llama_config",
-    "versions",
-]
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "PINNED_VERSIONS": "_versions",
+    "versions": "_versions",
+    "capture_attention": "capture",
+    "tiny_llama": "models",
+    "tiny_llama_config": "models",
+    "LlamaBidirectionalModel": "patch",
+    "NoRoPE": "patch",
+    "bidirectional": "patch",
+    "find_backbone": "patch",
+    "no_rope": "patch",
+    "ProbeReport": "probes",
+    "attends_to_future": "probes",
+    "probe_report": "probes",
+    "uses_positions": "probes",
+    "quote": "source",
+}
+_SUBMODULES = ("plot", "reference")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"attnviz.{name}")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"attnviz.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'attnviz' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

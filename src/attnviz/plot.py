@@ -53,6 +53,66 @@ def _new_figure(figsize):
     return fig
 
 
+def _prepare(weights, tokens, mask, max_tokens, name="weights"):
+    """Validate one head's weights; return (array, masked, q_labels, k_labels)."""
+    array = _as_2d_array(weights, name)
+    q_len, k_len = array.shape
+    if max_tokens is not None and max(q_len, k_len) > max_tokens:
+        raise ValueError(
+            f"a {q_len} x {k_len} heatmap is too large to read (limit {max_tokens} tokens). Slice a "
+            "window, e.g. heatmap(weights[:64, :64], tokens[:64]), or pass max_tokens=None to draw "
+            "it anyway."
+        )
+    q_labels, k_labels = _check_tokens(tokens, q_len, k_len)
+    if mask is None:
+        masked = array == 0.0
+    else:
+        masked = ~_as_2d_array(mask, "mask").astype(bool)
+        if masked.shape != array.shape:
+            raise ValueError(f"mask has shape {masked.shape} but {name} have shape {array.shape}.")
+    return array, masked, q_labels, k_labels
+
+
+def _draw(ax, array, masked, q_labels, k_labels, vmin, vmax, cmap="viridis", title=None, labels=True):
+    import matplotlib
+
+    colormap = matplotlib.colormaps[cmap].with_extremes(bad=MASKED_COLOR)
+    image = ax.imshow(
+        np.ma.masked_array(array, mask=masked),
+        cmap=colormap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+        aspect="auto",
+    )
+    ax.set_xticks(range(len(k_labels)), k_labels, rotation=90)
+    ax.set_yticks(range(len(q_labels)), q_labels)
+    if labels:
+        ax.set_xlabel("key position (attended to)")
+        ax.set_ylabel("query position (attending)")
+    if title:
+        ax.set_title(title)
+    return image
+
+
+def _masked_legend(ax):
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[Patch(facecolor=MASKED_COLOR, edgecolor="black", label="masked")],
+        loc="upper right",
+        fontsize="small",
+    )
+
+
+def _range(arrays_and_masks):
+    visible = [a[~m] for a, m in arrays_and_masks if (~m).any()]
+    if not visible:
+        return 0.0, 1.0
+    values = np.concatenate(visible)
+    return float(min(values.min(), 0.0)), float(values.max())
+
+
 def heatmap(
     weights,
     tokens: Sequence[str] | None = None,
@@ -80,52 +140,138 @@ def heatmap(
     Masked cells are drawn in flat grey, outside the colour scale, so they never look like
     weights that are merely close to zero.
     """
-    from matplotlib.patches import Patch
-
-    array = _as_2d_array(weights)
+    array, masked, q_labels, k_labels = _prepare(weights, tokens, mask, max_tokens)
     q_len, k_len = array.shape
-    if max_tokens is not None and max(q_len, k_len) > max_tokens:
-        raise ValueError(
-            f"a {q_len} x {k_len} heatmap is too large to read (limit {max_tokens} tokens). Slice a "
-            "window, e.g. heatmap(weights[:64, :64], tokens[:64]), or pass max_tokens=None to draw "
-            "it anyway."
-        )
-    q_labels, k_labels = _check_tokens(tokens, q_len, k_len)
-
-    if mask is None:
-        masked = array == 0.0
-    else:
-        masked = ~_as_2d_array(mask, "mask").astype(bool)
-        if masked.shape != array.shape:
-            raise ValueError(f"mask has shape {masked.shape} but weights have shape {array.shape}.")
-
     if ax is None:
         ax = _new_figure(figsize=(1.6 + 0.32 * k_len, 1.0 + 0.3 * q_len)).add_subplot()
     fig = ax.figure
-
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=MASKED_COLOR)
-    shown = np.ma.masked_array(array, mask=masked)
-    visible = array[~masked]
-    if vmin is None:
-        vmin = float(min(visible.min(), 0.0)) if visible.size else 0.0
-    if vmax is None:
-        vmax = float(visible.max()) if visible.size else 1.0
-    image = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+    low, high = _range([(array, masked)])
+    image = _draw(ax, array, masked, q_labels, k_labels, low if vmin is None else vmin, high if vmax is None else vmax)
     fig.colorbar(image, ax=ax, label=colorbar_label, shrink=0.9)
-
-    ax.set_xticks(range(k_len), k_labels, rotation=90)
-    ax.set_yticks(range(q_len), q_labels)
-    ax.set_xlabel("key position (attended to)")
-    ax.set_ylabel("query position (attending)")
     if title:
         ax.set_title(title)
     if masked.any():
-        ax.legend(
-            handles=[Patch(facecolor=MASKED_COLOR, edgecolor="black", label="masked")],
-            loc="upper right",
-            bbox_to_anchor=(1.0, 1.0),
-            fontsize="small",
+        _masked_legend(ax)
+    return fig
+
+
+def _check_attentions(attentions, layer: int, batch: int):
+    if isinstance(attentions, torch.Tensor) or not isinstance(attentions, (tuple, list)):
+        raise ValueError(
+            "attentions must be a tuple with one (batch, heads, q_len, k_len) tensor per layer, as "
+            "returned by attnviz.capture_attention(model, ...) or model(..., output_attentions=True).attentions."
         )
+    if not attentions:
+        raise ValueError(
+            "attentions is empty: the backend returned no weights (sdpa, flex and flash never do). "
+            "Use attnviz.capture_attention(model, ...), which works with any backend."
+        )
+    if not -len(attentions) <= layer < len(attentions):
+        raise ValueError(
+            f"layer {layer} does not exist: the model has {len(attentions)} layers (0-{len(attentions) - 1})."
+        )
+    weights = attentions[layer]
+    if weights is None or weights.dim() != 4:
+        raise ValueError(
+            f"layer {layer} holds {None if weights is None else tuple(weights.shape)}, not a "
+            "(batch, heads, q_len, k_len) tensor of weights. Use attnviz.capture_attention(model, ...)."
+        )
+    if not 0 <= batch < weights.shape[0]:
+        raise ValueError(f"batch index {batch} is out of range for a batch of {weights.shape[0]}.")
+    return weights[batch]
+
+
+def head_grid(
+    attentions,
+    layer: int,
+    tokens: Sequence[str] | None = None,
+    *,
+    batch: int = 0,
+    ncols: int = 4,
+    title: str | None = None,
+    max_tokens: int | None = MAX_TOKENS,
+):
+    """Draw every head of one layer side by side on one colour scale; return the Figure.
+
+    Args:
+        attentions: one ``(batch, heads, q_len, k_len)`` tensor per layer, from
+            ``attnviz.capture_attention`` or ``outputs.attentions``.
+        layer: which layer to draw.
+        tokens: one label per key position, or ``None`` for indices.
+        batch: which sequence of the batch.
+    """
+    per_head = _check_attentions(attentions, layer, batch)  # (heads, q_len, k_len)
+    heads = per_head.shape[0]
+    prepared = [_prepare(per_head[h], tokens, None, max_tokens, f"head {h}") for h in range(heads)]
+    q_len, k_len = prepared[0][0].shape
+    ncols = max(1, min(ncols, heads))
+    nrows = -(-heads // ncols)
+    cell = 0.22 * max(q_len, k_len) + 1.0
+    fig = _new_figure(figsize=(cell * ncols + 1.2, cell * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    low, high = _range([(a, m) for a, m, _, _ in prepared])
+    image = None
+    for h, (array, masked, q_labels, k_labels) in enumerate(prepared):
+        ax = axes[h // ncols][h % ncols]
+        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=f"head {h}", labels=False)
+        if h % ncols:
+            ax.set_yticklabels([])
+    for h in range(heads, nrows * ncols):
+        axes[h // ncols][h % ncols].set_visible(False)
+    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.8)
+    fig.supxlabel("key position (attended to)")
+    fig.supylabel("query position (attending)")
+    fig.suptitle(title or f"Layer {layer}: all {heads} heads")
+    if any(m.any() for _, m, _, _ in prepared):
+        _masked_legend(axes[0][0])
+    return fig
+
+
+def compare(
+    before,
+    after,
+    tokens: Sequence[str] | None = None,
+    *,
+    titles: Sequence[str] = ("before", "after"),
+    diff: bool = True,
+    suptitle: str | None = None,
+    max_tokens: int | None = MAX_TOKENS,
+):
+    """Put two attention maps of one head side by side on one colour scale; return the Figure.
+
+    With ``diff=True`` a third panel shows ``after - before`` on a diverging scale centred on 0
+    (red: more weight after, blue: less). Cells masked in both maps are grey everywhere.
+
+    Args:
+        before, after: ``(q_len, k_len)`` weights of the same shape.
+        tokens: one label per key position, or ``None`` for indices.
+        titles: the two panel titles.
+    """
+    if len(titles) != 2:
+        raise ValueError(f"titles needs two entries, for before and after; got {len(titles)}.")
+    a, masked_a, q_labels, k_labels = _prepare(before, tokens, None, max_tokens, "before")
+    b, masked_b, _, _ = _prepare(after, tokens, None, max_tokens, "after")
+    if a.shape != b.shape:
+        raise ValueError(f"before has shape {a.shape} and after {b.shape}: compare needs maps of the same shape.")
+    q_len, k_len = a.shape
+    panels = 3 if diff else 2
+    cell = 0.28 * max(q_len, k_len) + 1.2
+    fig = _new_figure(figsize=(cell * panels + 1.5, cell + 0.6))
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    low, high = _range([(a, masked_a), (b, masked_b)])
+    image = None
+    for ax, array, masked, title in ((axes[0], a, masked_a, titles[0]), (axes[1], b, masked_b, titles[1])):
+        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=title)
+    fig.colorbar(image, ax=list(axes[:2]), label="attention weight", shrink=0.85)
+    if masked_a.any() or masked_b.any():
+        _masked_legend(axes[0])
+    if diff:
+        both = masked_a & masked_b
+        delta = b - a
+        span = float(np.abs(delta[~both]).max()) if (~both).any() else 1.0
+        span = span or 1.0
+        diff_image = _draw(axes[2], delta, both, q_labels, k_labels, -span, span, cmap="RdBu_r", title="after - before")
+        fig.colorbar(diff_image, ax=axes[2], label="change in weight", shrink=0.85)
+    if suptitle:
+        fig.suptitle(suptitle)
     return fig

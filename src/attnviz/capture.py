@@ -1,0 +1,160 @@
+"""Capture attention weights from any backend, as eager attention would return them.
+
+Chapter 5 explains why this is needed: sdpa, flex and flash attention never materialise the
+weights, and transformers returns none for them. ``capture_attention`` hooks this one model's
+attention modules (nothing global is touched), lets the model run on its own backend, and
+recomputes each layer's weights from the inputs that layer really received: its hidden states,
+its cos/sin, and its mask in whatever form the backend got it (additive float, boolean,
+``None`` plus an ``is_causal`` flag, or a flex ``BlockMask``).
+"""
+
+import torch
+from torch import nn
+
+from attnviz.patch import find_backbone
+from attnviz.reference import apply_rope, causal_mask, repeat_kv
+
+KNOWN_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3", "flash_attention_4")
+
+
+def _allowed_from_mask(mask, module, kwargs, backend, batch, q_len, k_len, device) -> torch.Tensor | None:
+    """The boolean (batch or 1, 1, q_len, k_len) pattern the backend applied, True = may attend.
+
+    Returns None when ``mask`` is already an additive float mask (used as is).
+    """
+    try:
+        from torch.nn.attention.flex_attention import BlockMask, create_mask
+    except ImportError:  # pragma: no cover - torch without flex attention
+        BlockMask = ()  # noqa: N806
+
+    if isinstance(mask, BlockMask):
+        dense = create_mask(mask.mask_mod, mask.shape[0], 1, q_len, k_len, device=device)
+        return dense.bool()
+    if mask is not None and mask.dtype == torch.bool:
+        return mask[..., :k_len]
+    if mask is not None and mask.dim() == 4:
+        return None  # additive float mask, the eager form
+    if backend == "flex_attention":
+        return torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=device)  # flex without a mask: none
+
+    # sdpa / flash with no 4D mask: the kernel's own is_causal flag decides, as transformers computes it
+    is_causal = kwargs.get("is_causal")
+    is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+    causal = bool(q_len > 1 and is_causal)
+    allowed = torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed & causal_mask(q_len, k_len, device=device)
+    if mask is not None and mask.dim() == 2:  # flash: a 2D padding mask, 1 = token
+        allowed = allowed & mask.bool()[:, None, None, :k_len]
+    return allowed
+
+
+def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dict) -> torch.Tensor:
+    hidden_states = inputs["hidden_states"]
+    cos, sin = inputs["position_embeddings"]
+    batch, seq, _ = hidden_states.shape
+    head_dim = module.head_dim
+
+    # the projections the layer itself computed (recorded by hooks), else computed again
+    query = inputs.get("q_proj")
+    query = module.q_proj(hidden_states) if query is None else query
+    key = inputs.get("k_proj")
+    key = module.k_proj(hidden_states) if key is None else key
+    query = query.view(batch, seq, -1, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+    key = key.view(batch, seq, -1, head_dim).transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
+    query, key = apply_rope(query, key, cos, sin)
+    key = repeat_kv(key, module.num_key_value_groups)
+    k_len = key.shape[2]
+
+    scores = torch.matmul(query, key.transpose(2, 3)).mul_(module.scaling)  # (batch, heads, q_len, k_len)
+    mask = inputs.get("attention_mask")
+    # Every layer of one forward gets the same mask object: work out its pattern once.
+    cache_key = (id(mask), inputs.get("is_causal"), getattr(module, "is_causal", True))
+    if cache_key not in masks:
+        allowed = _allowed_from_mask(mask, module, inputs, backend, batch, seq, k_len, scores.device)
+        # None: an additive float mask to add as is; False: nothing is masked
+        masks[cache_key] = None if allowed is None else (~allowed if not allowed.all() else False)
+    blocked = masks[cache_key]
+    if blocked is None:
+        scores = scores + mask[:, :, :, :k_len]
+    elif blocked is not False:
+        scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)  # what eager's additive mask amounts to
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+
+
+def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
+    """Run ``model(**inputs)`` and return one ``(batch, heads, q_len, k_len)`` weight tensor per layer.
+
+    Works whatever ``config._attn_implementation`` is; the weights equal what eager attention
+    with ``output_attentions=True`` returns for the same model. The model runs once on its own
+    backend, without a cache; its backend, config and modules are unchanged afterwards. The tuple
+    has the layout of ``outputs.attentions``, which bertviz's ``head_view`` also takes.
+
+    Args:
+        model: a Llama-family model or a wrapper of one (e.g. ``LlamaForCausalLM``).
+        inputs: what you would pass to the model: ``input_ids`` or ``inputs_embeds``,
+            ``attention_mask``, ...
+
+    Raises:
+        ValueError: for a model attnviz does not support, or an attention backend whose masking
+            attnviz does not know (switch the model to eager, sdpa or flex_attention).
+    """
+    backbone = find_backbone(model)
+    backend = backbone.config._attn_implementation
+    if backend not in KNOWN_BACKENDS:
+        raise ValueError(
+            f"capture_attention does not know how the {backend!r} attention backend masks, so it cannot "
+            f"reproduce its weights. Use one of {', '.join(KNOWN_BACKENDS)}, e.g. "
+            "model.set_attn_implementation('sdpa')."
+        )
+    if not inputs:
+        raise ValueError("capture_attention needs the model's inputs, e.g. capture_attention(model, input_ids=ids).")
+
+    modules = [layer.self_attn for layer in backbone.layers[: backbone.config.num_hidden_layers]]
+    recorded: list[dict] = [{} for _ in modules]
+    weights: list[torch.Tensor | None] = [None] * len(modules)
+    masks: dict = {}
+    handles = []
+
+    def make_hooks(index: int):
+        def before(module, args, kwargs):
+            recorded[index] = dict(kwargs)
+            if args:
+                recorded[index]["hidden_states"] = args[0]
+
+        def projection(name):
+            def keep(linear, args, output):
+                recorded[index][name] = output
+
+            return keep
+
+        def after(module, args, kwargs, output):
+            returned = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if backend == "eager" and returned is not None:
+                weights[index] = returned.detach()
+            else:
+                with torch.no_grad():
+                    weights[index] = _recompute_weights(module, recorded[index], backend, masks)
+            recorded[index] = {}  # do not keep activations alive longer than needed
+
+        return before, after, projection
+
+    try:
+        for index, module in enumerate(modules):
+            before, after, projection = make_hooks(index)
+            handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(module.register_forward_hook(after, with_kwargs=True))
+            if backend != "eager":
+                handles.append(module.q_proj.register_forward_hook(projection("q_proj")))
+                handles.append(module.k_proj.register_forward_hook(projection("k_proj")))
+        inputs.setdefault("use_cache", False)
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    missing = [i for i, w in enumerate(weights) if w is None]
+    if missing:
+        raise RuntimeError(f"layers {missing} were not run; was the forward pass cut short?")
+    return tuple(weights)

@@ -1,0 +1,143 @@
+"""The command line: ``attnviz render`` draws a layer's heads, ``attnviz check`` prints the probe report.
+
+    attnviz render [--bidirectional] [--no-rope] [--layer L] [--backend eager|sdpa] [--model PATH] --out fig.png
+    attnviz check [--model PATH] [--bidirectional] [--no-rope] [--backend ...]
+
+Without ``--model`` a tiny random Llama is used. ``--model`` loads a local folder with
+``from_pretrained`` (safetensors only, never remote code). Errors print one line and exit 2.
+"""
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+BACKENDS = ("eager", "sdpa", "flex_attention")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class UsageError(Exception):
+    """A mistake of the caller's: reported on one line with exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="attnviz", description="Look at the attention of a Llama-family model.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p):
+        p.add_argument("--model", type=Path, help="a local model folder (config.json + *.safetensors)")
+        p.add_argument("--backend", choices=BACKENDS, help="attention backend (default: the model's own)")
+        p.add_argument("--bidirectional", action="store_true", help="let tokens attend both ways")
+        p.add_argument("--no-rope", action="store_true", help="remove rotary position embeddings")
+        p.add_argument("--length", type=int, default=16, help="number of input positions (default 16)")
+
+    render = sub.add_parser("render", help="draw every head of one layer to an image file")
+    common(render)
+    render.add_argument("--layer", type=int, default=0, help="layer to draw (default 0)")
+    render.add_argument("--out", type=Path, required=True, help="output image, e.g. fig.png")
+    check = sub.add_parser("check", help="print whether the model attends both ways and uses positions")
+    common(check)
+    return parser
+
+
+def _load(args):
+    import torch
+
+    import attnviz
+
+    if args.length < 3 or args.length > 128:
+        raise UsageError(f"--length must be between 3 and 128; got {args.length}")
+    if args.model is None:
+        model = attnviz.tiny_llama(attn_implementation=args.backend or "eager")
+    else:
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # keep stderr for errors: one line each
+        path = args.model
+        if not path.is_dir():
+            raise UsageError(f"--model {path}: no such folder")
+        if not (path / "config.json").is_file():
+            raise UsageError(f"--model {path}: no config.json in that folder")
+        if not list(path.glob("*.safetensors")):
+            raise UsageError(f"--model {path}: no .safetensors weights there (attnviz loads safetensors only)")
+        kwargs = {"attn_implementation": args.backend} if args.backend else {}
+        try:
+            model = AutoModel.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
+        except (OSError, ValueError, KeyError) as error:
+            raise UsageError(f"--model {path}: cannot load it: {str(error).splitlines()[0]}") from error
+        model.eval()
+    try:
+        backbone = attnviz.find_backbone(model)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if args.backend and backbone.config._attn_implementation != args.backend:
+        model.set_attn_implementation(args.backend)
+    vocab = backbone.config.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, vocab, (1, args.length), generator=generator)
+    return model, input_ids
+
+
+def _patched(model, args):
+    import attnviz
+
+    stack = contextlib.ExitStack()
+    if args.bidirectional:
+        stack.enter_context(attnviz.bidirectional(model))
+    if args.no_rope:
+        stack.enter_context(attnviz.no_rope(model))
+    return stack
+
+
+def _describe(args) -> str:
+    return " + ".join(["bidirectional" if args.bidirectional else "causal", "NoRoPE" if args.no_rope else "RoPE"])
+
+
+def render(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import attnviz
+    from attnviz.plot import head_grid
+
+    if args.out.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+        raise UsageError(f"--out {args.out}: use a .png, .svg, .pdf or .jpg file name")
+    if not args.out.parent.exists():
+        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    model, input_ids = _load(args)
+    layers = attnviz.find_backbone(model).config.num_hidden_layers
+    if not -layers <= args.layer < layers:
+        raise UsageError(f"--layer {args.layer}: the model has {layers} layers (0-{layers - 1})")
+    with _patched(model, args):
+        attentions = attnviz.capture_attention(model, input_ids=input_ids)
+    fig = head_grid(attentions, args.layer, title=f"Layer {args.layer}, {_describe(args)}")
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def check(args) -> int:
+    import attnviz
+
+    model, _ = _load(args)
+    with _patched(model, args):
+        print(attnviz.probe_report(model))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"render": render, "check": check}[args.command](args)
+    except UsageError as error:
+        print(f"attnviz: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Make one Llama bidirectional and position-free without editing transformers.
+
+Chapter 6 explains these. Everything here acts on one model object and can be undone:
+nothing in transformers' modules or classes is reassigned, and a config shared with other
+models is never written to by attnviz.
+
+How it works on transformers >= 5.2 (the book pins 5.24):
+
+- ``bidirectional`` passes ``is_causal=False`` to the backbone's forward on every call. The
+  ``merge_with_config_defaults`` decorator of ``LlamaModel.forward`` then builds a
+  bidirectional mask (``create_bidirectional_mask``; ``None`` for sdpa without padding, so no
+  ``seq x seq`` tensor is made) and hands ``is_causal=False`` on to the sdpa and flash kernels.
+- ``no_rope`` swaps the backbone's ``rotary_emb`` for ``NoRoPE``, whose cos = 1 and sin = 0
+  make ``apply_rotary_pos_emb`` the identity.
+"""
+
+import torch
+from torch import nn
+from transformers import LlamaModel
+
+# The backbones attnviz knows how to patch; wrappers such as LlamaForCausalLM keep one in `.model`.
+SUPPORTED_BACKBONES: tuple[type[nn.Module], ...] = (LlamaModel,)
+
+
+def find_backbone(model: nn.Module) -> LlamaModel:
+    """Return the Llama-family backbone of ``model``: the model itself, or its ``.model``.
+
+    Raises:
+        ValueError: for any other model, naming what is supported.
+    """
+    if isinstance(model, SUPPORTED_BACKBONES):
+        return model
+    inner = getattr(model, "model", None)
+    if isinstance(inner, SUPPORTED_BACKBONES):
+        return inner
+    names = ", ".join(cls.__name__ for cls in SUPPORTED_BACKBONES)
+    raise ValueError(
+        f"attnviz works on Llama-family models; got {type(model).__name__}. Supported: {names}, or a "
+        "model that keeps one in `.model` (e.g. LlamaForCausalLM, LlamaForSequenceClassification)."
+    )
+
+
+def _head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+class NoRoPE(nn.Module):
+    """A drop-in for ``LlamaRotaryEmbedding`` that returns cos = 1 and sin = 0.
+
+    ``apply_rotary_pos_emb`` computes ``q * cos + rotate_half(q) * sin``, so with these tables
+    queries and keys pass through unrotated and attention no longer sees positions. The output
+    has the shape, dtype and device the real module would give: ``(*position_ids.shape, head_dim)``
+    in the dtype of ``x``.
+    """
+
+    def __init__(self, config=None, head_dim: int | None = None):
+        super().__init__()
+        if head_dim is None:
+            if config is None:
+                raise ValueError("NoRoPE needs the model config or head_dim.")
+            head_dim = _head_dim(config)
+        self.head_dim = head_dim
+
+    def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (*position_ids.shape, self.head_dim)  # (batch, seq, head_dim)
+        return x.new_ones(shape), x.new_zeros(shape)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, cos=1, sin=0"
+
+
+class InstancePatch:
+    """A change to one model object, applied at once, undone by ``restore()`` or on leaving ``with``.
+
+    ``attnviz.bidirectional(model)`` alone patches the model for good; ``with attnviz.bidirectional(model):``
+    restores it on exit, also after an exception. Patches nest; undo them in reverse order.
+    """
+
+    kind = "patch"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.backbone = find_backbone(model)
+        self.active = False
+        self._apply()
+        self.active = True
+
+    def _apply(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _undo(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def restore(self) -> None:
+        """Undo the patch; calling it again does nothing."""
+        if self.active:
+            self._undo()
+            self.active = False
+
+    def __enter__(self) -> nn.Module:
+        return self.model
+
+    def __exit__(self, *exc_info) -> bool:
+        self.restore()
+        return False
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "restored"
+        return f"<attnviz.{self.kind} on {type(self.model).__name__}: {state}>"
+
+
+_MISSING = object()
+
+
+class bidirectional(InstancePatch):  # noqa: N801 - used like a function: attnviz.bidirectional(model)
+    """Let every token attend to every other token in this one model (padding stays masked).
+
+    Each call of the backbone's forward gets ``is_causal=False``, which transformers >= 5.2 honours
+    natively for every attention backend (see the module docstring). Only this instance changes:
+    the wrapper is an attribute of the backbone object, removed again by ``restore()``.
+    """
+
+    kind = "bidirectional"
+
+    def _apply(self) -> None:
+        backbone = self.backbone
+        self._saved = backbone.__dict__.get("forward", _MISSING)
+        inner = backbone.forward  # the bound method, or an earlier patch's wrapper
+
+        def forward(*args, **kwargs):
+            kwargs["is_causal"] = False
+            return inner(*args, **kwargs)
+
+        forward.__wrapped__ = inner
+        backbone.forward = forward
+
+    def _undo(self) -> None:
+        if self._saved is _MISSING:
+            del self.backbone.forward
+        else:
+            self.backbone.forward = self._saved
+
+
+class no_rope(InstancePatch):  # noqa: N801 - used like a function: attnviz.no_rope(model)
+    """Remove rotary position embeddings from this one model: its ``rotary_emb`` becomes ``NoRoPE``.
+
+    The original module is kept and put back by ``restore()``. Its buffers are not persistent, so
+    the state dict does not change.
+    """
+
+    kind = "no_rope"
+
+    def _apply(self) -> None:
+        self._saved = self.backbone.rotary_emb
+        self.backbone.rotary_emb = NoRoPE(self.backbone.config)
+
+    def _undo(self) -> None:
+        self.backbone.rotary_emb = self._saved
+
+
+class LlamaBidirectionalModel(LlamaModel):
+    """``LlamaModel`` with bidirectional attention and no position encoding: the book's version of
+    the subclass in Arc Institute's STATE model, for the pinned transformers (5.24).
+
+    What really makes it bidirectional here is the ``is_causal=False`` keyword that ``forward``
+    adds to every call. Since transformers 5.2, ``LlamaModel.forward`` (through its
+    ``merge_with_config_defaults`` decorator) reads that keyword, builds a bidirectional mask
+    with ``create_bidirectional_mask`` and passes ``is_causal=False`` to the sdpa and flash
+    kernels. STATE's original subclass also overrode ``_update_causal_mask`` to return ``None``;
+    transformers removed that method in 4.53, so such an override is never called, and on
+    4.53 - 5.1 an eager model patched that way silently stayed causal. There is no override here.
+
+    Positions are removed by ``NoRoPE`` in place of ``rotary_emb``. Feed it with ``input_ids`` or,
+    as STATE does with its own encoder, with ``inputs_embeds``.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.rotary_emb = NoRoPE(config)
+
+    def forward(self, *args, **kwargs):
+        kwargs["is_causal"] = False
+        return super().forward(*args, **kwargs)

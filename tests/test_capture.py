@@ -1,0 +1,94 @@
+"""capture_attention returns eager's weights whatever the backend, and leaves the model as it was."""
+
+import contextlib
+
+import pytest
+import torch
+from torch.testing import assert_close
+from transformers import GPT2Config, GPT2Model, LlamaForCausalLM
+
+import attnviz
+
+IDS = torch.tensor([[5, 17, 42, 8, 5, 99, 23, 61], [3, 4, 5, 6, 7, 8, 9, 10]])
+PADDED = torch.tensor([[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1]])
+
+
+def _patches(model, bidirectional, no_rope):
+    stack = contextlib.ExitStack()
+    if bidirectional:
+        stack.enter_context(attnviz.bidirectional(model))
+    if no_rope:
+        stack.enter_context(attnviz.no_rope(model))
+    return stack
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("padded", [False, True], ids=["no-padding", "padding"])
+def test_weights_equal_eager_output_attentions(backend, bidirectional, padded):
+    inputs = {"input_ids": IDS, **({"attention_mask": PADDED} if padded else {})}
+    eager = attnviz.tiny_llama(seed=3)
+    model = attnviz.tiny_llama(seed=3, attn_implementation=backend)
+    with _patches(eager, bidirectional, no_rope=False), torch.no_grad():
+        expected = eager(**inputs, output_attentions=True).attentions
+    with _patches(model, bidirectional, no_rope=False):
+        got = attnviz.capture_attention(model, **inputs)
+    assert len(got) == len(expected) == 2
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.shape == (2, 4, 8, 8)
+        assert_close(mine, theirs)
+
+
+def test_capture_with_norope_and_a_wrapper():
+    config = attnviz.tiny_llama_config()
+    eager = LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(attnviz.tiny_llama_config(attn_implementation="sdpa")).eval()
+    model.load_state_dict(eager.state_dict())
+    with attnviz.no_rope(eager), attnviz.bidirectional(eager), torch.no_grad():
+        expected = eager(IDS, output_attentions=True).attentions
+    with attnviz.no_rope(model), attnviz.bidirectional(model):
+        got = attnviz.capture_attention(model, input_ids=IDS)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert_close(mine, theirs)
+
+
+def test_capture_from_inputs_embeds():
+    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    got = attnviz.capture_attention(model, inputs_embeds=torch.randn(1, 5, 128))
+    assert got[0].shape == (1, 4, 5, 5)
+    assert_close(got[0].sum(-1), torch.ones(1, 4, 5))
+
+
+def test_model_outputs_backend_and_hooks_are_unchanged():
+    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    with torch.no_grad():
+        before = model(IDS).last_hidden_state
+    attnviz.capture_attention(model, input_ids=IDS)
+    with torch.no_grad():
+        after = model(IDS).last_hidden_state
+    assert torch.equal(before, after)
+    assert model.config._attn_implementation == "sdpa"
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_output_feeds_bertviz_head_view():
+    from bertviz import head_view
+
+    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    attentions = attnviz.capture_attention(model, input_ids=IDS[:1])
+    tokens = [f"t{i}" for i in range(8)]
+    html = head_view(attentions, tokens, html_action="return")
+    assert "t7" in html.data and "bertviz" in html.data
+
+
+def test_refuses_other_models_unknown_backends_and_no_inputs():
+    with pytest.raises(ValueError, match="GPT2Model"):
+        gpt2 = GPT2Model(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0))
+        attnviz.capture_attention(gpt2, input_ids=IDS)
+    model = attnviz.tiny_llama()
+    with pytest.raises(ValueError, match="needs the model's inputs"):
+        attnviz.capture_attention(model)
+    model.config._attn_implementation = "my_kernel"
+    with pytest.raises(ValueError, match="does not know how the 'my_kernel' attention backend masks"):
+        attnviz.capture_attention(model, input_ids=IDS)

@@ -1,0 +1,177 @@
+"""attnviz.bidirectional / no_rope / NoRoPE / LlamaBidirectionalModel on transformers itself."""
+
+import pytest
+import torch
+import transformers
+from transformers import (
+    GPT2Config,
+    GPT2Model,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    LlamaModel,
+    masking_utils,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+from transformers.models.llama import modeling_llama
+
+import attnviz
+
+IDS = torch.tensor([[5, 17, 42, 8, 5, 99, 23, 61]])
+
+
+def _out(model, ids=IDS, **kwargs):
+    with torch.no_grad():
+        out = model(ids, **kwargs)
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out.logits
+
+
+def _future_effect(model):
+    changed = IDS.clone()
+    changed[0, -1] = 3
+    return (_out(model)[0, 0] - _out(model, changed)[0, 0]).abs().max().item()
+
+
+@pytest.mark.parametrize("patch", [attnviz.bidirectional, attnviz.no_rope])
+def test_with_block_restores_bitwise(patch):
+    model = attnviz.tiny_llama()
+    before = _out(model)
+    with patch(model) as patched:
+        assert patched is model
+        assert not torch.equal(_out(model), before)
+    assert torch.equal(_out(model), before)
+
+
+@pytest.mark.parametrize("patch", [attnviz.bidirectional, attnviz.no_rope])
+def test_restored_after_an_exception(patch):
+    model = attnviz.tiny_llama()
+    before = _out(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with patch(model):
+            raise RuntimeError("boom")
+    assert torch.equal(_out(model), before)
+    assert "forward" not in vars(model)
+    assert type(model.rotary_emb) is modeling_llama.LlamaRotaryEmbedding
+
+
+def test_enter_for_good_then_restore():
+    model = attnviz.tiny_llama()
+    before = _out(model)
+    patch = attnviz.bidirectional(model)
+    assert _future_effect(model) > 1e-3
+    assert "active" in repr(patch)
+    patch.restore()
+    patch.restore()  # a second restore does nothing
+    assert _future_effect(model) == 0.0
+    assert torch.equal(_out(model), before)
+
+
+def test_patches_nest_and_unwind():
+    model = attnviz.tiny_llama()
+    before = _out(model)
+    with attnviz.bidirectional(model), attnviz.no_rope(model), attnviz.bidirectional(model):
+        assert isinstance(model.rotary_emb, attnviz.NoRoPE)
+    assert torch.equal(_out(model), before)
+
+
+def test_other_instances_sharing_the_config_do_not_change():
+    config = attnviz.tiny_llama_config()
+    a = attnviz.tiny_llama(config, seed=0)
+    b = attnviz.tiny_llama(config, seed=0)
+    assert a.config is b.config
+    b_before = _out(b)
+    config_before = dict(vars(config))
+    with attnviz.bidirectional(a), attnviz.no_rope(a):
+        assert _future_effect(a) > 1e-3
+        assert torch.equal(_out(b), b_before)
+        assert _future_effect(b) == 0.0
+        assert type(b.rotary_emb) is modeling_llama.LlamaRotaryEmbedding
+        assert dict(vars(config)) == config_before, "the shared config was written to"
+
+
+def _snapshot():
+    owners = [
+        modeling_llama,
+        masking_utils,
+        transformers,
+        LlamaModel,
+        modeling_llama.LlamaAttention,
+        modeling_llama.LlamaRotaryEmbedding,
+        modeling_llama.LlamaDecoderLayer,
+    ]
+    snap = {(repr(o), k): id(v) for o in owners for k, v in vars(o).items()}
+    snap["attention"] = tuple(sorted((k, id(v)) for k, v in AttentionInterface._global_mapping.items()))
+    snap["attention_local"] = tuple(sorted((k, id(v)) for k, v in ALL_ATTENTION_FUNCTIONS._local_mapping.items()))
+    return snap
+
+
+def test_nothing_in_transformers_is_reassigned():
+    model = LlamaForCausalLM(attnviz.tiny_llama_config())
+    before = _snapshot()
+    with attnviz.bidirectional(model), attnviz.no_rope(model):
+        assert _snapshot() == before
+        attnviz.capture_attention(model, input_ids=IDS)
+        attnviz.probe_report(model)
+        assert _snapshot() == before
+    assert _snapshot() == before
+
+
+@pytest.mark.parametrize("wrapper", [LlamaForCausalLM, LlamaForSequenceClassification])
+def test_wrappers_are_accepted(wrapper):
+    config = attnviz.tiny_llama_config(pad_token_id=0)
+    model = wrapper(config).eval()
+    before = _out(model)
+    with attnviz.bidirectional(model), attnviz.no_rope(model):
+        assert attnviz.attends_to_future(model)
+        assert not attnviz.uses_positions(model)
+        assert isinstance(model.model.rotary_emb, attnviz.NoRoPE)
+    assert torch.equal(_out(model), before)
+
+
+@pytest.mark.parametrize("patch", [attnviz.bidirectional, attnviz.no_rope, attnviz.probe_report, attnviz.find_backbone])
+def test_other_models_are_refused_by_name(patch):
+    gpt2 = GPT2Model(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0))
+    with pytest.raises(ValueError, match=r"got GPT2Model\. Supported: LlamaModel"):
+        patch(gpt2)
+    with pytest.raises(ValueError, match=r"got Linear"):
+        patch(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_norope_is_a_drop_in_for_llama_rotary_embedding(dtype):
+    model = attnviz.tiny_llama()
+    x = torch.zeros(3, 5, 128, dtype=dtype)
+    for position_ids in (torch.arange(5)[None], torch.arange(15).view(3, 5)):
+        cos, sin = model.rotary_emb(x, position_ids)
+        my_cos, my_sin = attnviz.NoRoPE(model.config)(x, position_ids)
+        assert (my_cos.shape, my_cos.dtype, my_cos.device) == (cos.shape, cos.dtype, cos.device)
+        assert (my_sin.shape, my_sin.dtype) == (sin.shape, sin.dtype)
+        assert torch.all(my_cos == 1) and torch.all(my_sin == 0)
+    q = torch.randn(1, 4, 5, 32)
+    assert torch.equal(modeling_llama.apply_rotary_pos_emb(q, q, my_cos[:1], my_sin[:1])[0], q)
+    assert attnviz.NoRoPE(head_dim=16).head_dim == 16
+    with pytest.raises(ValueError, match="config or head_dim"):
+        attnviz.NoRoPE()
+
+
+def test_bidirectional_sdpa_without_padding_builds_no_mask():
+    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    masks = []
+    hook = model.layers[0].self_attn.register_forward_pre_hook(
+        lambda m, a, kw: masks.append(kw["attention_mask"]), with_kwargs=True
+    )
+    with attnviz.bidirectional(model):
+        _out(model)
+        _out(model, attention_mask=torch.tensor([[0, 1, 1, 1, 1, 1, 1, 1]]))
+    hook.remove()
+    assert masks[0] is None, "a (seq x seq) mask was built where sdpa's is_causal=False would do"
+    assert masks[1].shape == (1, 1, 8, 8) and masks[1].dtype == torch.bool
+
+
+def test_llama_bidirectional_model_has_no_dead_override():
+    config = attnviz.tiny_llama_config()
+    model = attnviz.LlamaBidirectionalModel(config).eval()
+    assert not hasattr(LlamaModel, "_update_causal_mask"), "transformers brought _update_causal_mask back"
+    assert "_update_causal_mask" not in vars(attnviz.LlamaBidirectionalModel)
+    assert isinstance(model.rotary_emb, attnviz.NoRoPE)
+    embeds = torch.randn(2, 6, 128)
+    assert model(inputs_embeds=embeds).last_hidden_state.shape == (2, 6, 128)

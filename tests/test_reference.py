@@ -1,0 +1,106 @@
+"""attnviz.reference against transformers 5.24 itself."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+from transformers.masking_utils import create_causal_mask
+from transformers.models.llama import modeling_llama as ml
+
+import attnviz
+from attnviz import reference
+
+
+def _qkv(batch=2, heads=4, kv_heads=2, seq=7, head_dim=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, heads, seq, head_dim, generator=g)
+    k = torch.randn(batch, kv_heads, seq, head_dim, generator=g)
+    v = torch.randn(batch, kv_heads, seq, head_dim, generator=g)
+    return q, k, v
+
+
+@pytest.mark.parametrize("n_rep", [1, 2, 4])
+def test_repeat_kv_matches_transformers_and_repeat_interleave(n_rep):
+    x = torch.randn(2, 2, 5, 32)
+    assert torch.equal(reference.repeat_kv(x, n_rep), ml.repeat_kv(x, n_rep))
+    assert torch.equal(reference.repeat_kv(x, n_rep), x.repeat_interleave(n_rep, dim=1))
+
+
+def test_rotate_half_matches_transformers():
+    x = torch.randn(2, 4, 6, 32)
+    assert torch.equal(reference.rotate_half(x), ml.rotate_half(x))
+
+
+def test_rope_tables_and_rotation_match_llama():
+    model = attnviz.tiny_llama()
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9]])
+    x = torch.zeros(2, 7, 128)
+    cos, sin = model.rotary_emb(x, position_ids)
+    my_cos, my_sin = reference.rope_cos_sin(position_ids, head_dim=32, theta=model.config.rope_parameters["rope_theta"])
+    assert_close(my_cos, cos)
+    assert_close(my_sin, sin)
+    q, k, _ = _qkv()
+    assert_close(reference.apply_rope(q, k, cos, sin), ml.apply_rotary_pos_emb(q, k, cos, sin))
+
+
+def _eager_module(heads=4, kv_heads=2):
+    return attnviz.tiny_llama(num_attention_heads=heads, num_key_value_heads=kv_heads).layers[0].self_attn
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_eager_attention_matches_transformers_with_gqa(kv_heads):
+    module = _eager_module(kv_heads=kv_heads)
+    q, k, v = _qkv(kv_heads=kv_heads)
+    mask = reference.causal_padding_mask(None, 7)
+    expected = ml.eager_attention_forward(module, q, k, v, mask, scaling=module.scaling, dropout=0.0)
+    assert_close(reference.eager_attention(q, k, v, mask, scaling=module.scaling), expected)
+
+
+def test_default_scaling_is_inverse_sqrt_head_dim():
+    module = _eager_module()
+    q, k, v = _qkv()
+    expected = ml.eager_attention_forward(module, q, k, v, None, scaling=32**-0.5)
+    assert_close(reference.eager_attention(q, k, v), expected)
+
+
+def test_eager_attention_refuses_mismatched_heads():
+    q, k, v = _qkv(heads=4, kv_heads=3)
+    with pytest.raises(ValueError, match="not a multiple"):
+        reference.eager_attention(q, k, v)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_masks_match_transformers_on_a_padded_batch(causal):
+    config = attnviz.tiny_llama_config(is_causal=causal)
+    attention_mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])  # left padding in row 0
+    embeds = torch.zeros(2, 6, config.hidden_size)
+    expected = create_causal_mask(
+        config=config,
+        inputs_embeds=embeds,
+        attention_mask=attention_mask,
+        cache=None,
+        position_ids=torch.arange(6)[None],
+    )
+    mine = reference.causal_padding_mask(attention_mask, 6, causal=causal)
+    assert torch.equal(mine.expand_as(expected), expected)
+
+
+def test_eager_attention_with_padding_matches_transformers():
+    module = _eager_module()
+    q, k, v = _qkv(seq=6)
+    mask = reference.causal_padding_mask(torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]), 6)
+    out, weights = reference.eager_attention(q, k, v, mask, scaling=module.scaling)
+    expected_out, expected_weights = ml.eager_attention_forward(module, q, k, v, mask, scaling=module.scaling)
+    assert_close(out, expected_out)
+    assert_close(weights, expected_weights)
+    assert torch.isfinite(weights).all(), "a fully padded query row must stay finite"
+    assert torch.all(weights[0, :, 2:, :2] == 0), "real tokens must not see the padding"
+
+
+def test_causal_mask_with_a_cache_offset():
+    allowed = reference.causal_mask(2, 5)
+    assert allowed.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+def test_padding_mask_needs_2d():
+    with pytest.raises(ValueError, match="2D"):
+        reference.padding_mask(torch.ones(1, 1, 4))
