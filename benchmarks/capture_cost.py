@@ -52,11 +52,11 @@ def main() -> int:
         sdpa = attnviz.tiny_llama(attn_implementation="sdpa", max_position_embeddings=max(seq, 512))
         ids = torch.randint(0, 256, (1, seq), generator=torch.Generator().manual_seed(0))
 
-        def eager_forward():
+        def eager_forward(eager=eager, ids=ids):
             with torch.no_grad():
                 return eager(ids, output_attentions=True, use_cache=False).attentions
 
-        def capture():
+        def capture(sdpa=sdpa, ids=ids):
             return attnviz.capture_attention(sdpa, input_ids=ids)
 
         t_eager, t_capture = _median_times([eager_forward, capture], args.repeats)
