@@ -72,6 +72,16 @@ def test_model_outputs_backend_and_hooks_are_unchanged():
         assert not module._forward_hooks and not module._forward_pre_hooks
 
 
+def test_training_mode_is_kept_and_dropout_not_applied():
+    eager = attnviz.tiny_llama(seed=2)
+    model = attnviz.tiny_llama(seed=2, attn_implementation="sdpa", attention_dropout=0.5).train()
+    with torch.no_grad():
+        expected = eager(IDS, output_attentions=True).attentions
+    got = attnviz.capture_attention(model, input_ids=IDS)
+    assert model.training
+    assert_close(got[0], expected[0])
+
+
 def test_output_feeds_bertviz_head_view():
     from bertviz import head_view
 

@@ -87,7 +87,8 @@ def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
 
     Works whatever ``config._attn_implementation`` is; the weights equal what eager attention
     with ``output_attentions=True`` returns for the same model. The model runs once on its own
-    backend, without a cache; its backend, config and modules are unchanged afterwards. The tuple
+    backend, without a cache and in eval mode (no dropout); its backend, mode, config and modules
+    are unchanged afterwards. The tuple
     has the layout of ``outputs.attentions``, which bertviz's ``head_view`` also takes.
 
     Args:
@@ -148,8 +149,13 @@ def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
                 handles.append(module.q_proj.register_forward_hook(projection("q_proj")))
                 handles.append(module.k_proj.register_forward_hook(projection("k_proj")))
         inputs.setdefault("use_cache", False)
-        with torch.no_grad():
-            model(**inputs)
+        was_training = model.training
+        model.eval()  # dropout would make the weights random; eval() is what eager's returned weights mean
+        try:
+            with torch.no_grad():
+                model(**inputs)
+        finally:
+            model.train(was_training)
     finally:
         for handle in handles:
             handle.remove()

@@ -115,8 +115,9 @@ _MISSING = object()
 class bidirectional(InstancePatch):  # noqa: N801 - used like a function: attnviz.bidirectional(model)
     """Let every token attend to every other token in this one model (padding stays masked).
 
-    Each call of the backbone's forward gets ``is_causal=False``, which transformers >= 5.2 honours
-    natively for every attention backend (see the module docstring). Only this instance changes:
+    Each call of the backbone's forward gets ``is_causal=False`` (replacing any ``is_causal`` the
+    caller passed), which transformers >= 5.2 honours natively for every attention backend (see
+    the module docstring). Only this instance changes:
     the wrapper is an attribute of the backbone object, removed again by ``restore()``.
     """
 
