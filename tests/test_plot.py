@@ -140,3 +140,59 @@ def test_compare_refuses_mismatched_maps():
         compare(torch.rand(4, 4), torch.rand(5, 5))
     with pytest.raises(ValueError, match="two entries"):
         compare(torch.rand(4, 4), torch.rand(4, 4), titles=("only one",))
+
+
+def test_panels_one_scale_each_or_shared_and_explicit_masks():
+    from attnviz.plot import panels
+
+    scores = torch.randn(4, 4) * 5
+    allowed = torch.tril(torch.ones(4, 4, dtype=torch.bool))
+    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1)
+    fig = panels([scores, probs], ["scores", "probabilities"], masks=[None, allowed])
+    imgs = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert not np.ma.getmaskarray(imgs[0].get_array()).any(), "raw scores have nothing masked"
+    assert np.array_equal(np.ma.getmaskarray(imgs[1].get_array()), ~allowed.numpy())
+    assert imgs[0].get_clim() != imgs[1].get_clim()
+    shared = panels([probs, probs * 0.5], ["a", "b"], share_scale=True, tokens=[list("abcd"), list("wxyz")])
+    imgs = [ax.get_images()[0] for ax in shared.axes if ax.get_images()]
+    assert imgs[0].get_clim() == imgs[1].get_clim()
+    assert [t.get_text() for t in shared.axes[1].get_xticklabels()] == list("wxyz")
+
+
+def test_panels_errors():
+    from attnviz.plot import panels
+
+    with pytest.raises(ValueError, match="one title per map"):
+        panels([torch.rand(3, 3)], ["a", "b"])
+    with pytest.raises(ValueError, match="masks"):
+        panels([torch.rand(3, 3)], ["a"], masks=[None, None])
+    with pytest.raises(ValueError, match="token lists"):
+        panels([torch.rand(3, 3)] * 2, ["a", "b"], tokens=[list("abc")])
+
+
+def test_curves_labels_and_lengths():
+    from attnviz.plot import curves
+
+    fig = curves([1, 2, 3], {"up": [1, 2, 3], "down": [3, 2, 1]}, xlabel="x", ylabel="y", logy=True, title="t")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), ax.get_yscale()) == ("x", "y", "t", "log")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["up", "down"]
+    with pytest.raises(ValueError, match="2 values for 3 x values"):
+        curves([1, 2, 3], {"short": [1, 2]}, xlabel="x", ylabel="y")
+
+
+@pytest.mark.parametrize("heads, kv, kind", [(4, 4, "multi-head"), (8, 2, "grouped-query"), (4, 1, "multi-query")])
+def test_gqa_groups_connects_each_query_head_to_its_kv_head(heads, kv, kind):
+    from attnviz.plot import gqa_groups
+
+    fig = gqa_groups(heads, kv)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == heads
+    groups = heads // kv
+    for h, line in enumerate(lines):
+        (qx, kvx), _ = line.get_data()
+        assert qx == h and kvx == (h // groups + 0.5) * groups - 0.5
+    assert ax.get_title().startswith(kind)
+    with pytest.raises(ValueError, match="multiple"):
+        gqa_groups(4, 3)

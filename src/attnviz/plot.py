@@ -275,3 +275,136 @@ def compare(
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+def panels(
+    maps: Sequence,
+    titles: Sequence[str],
+    tokens=None,
+    *,
+    masks: Sequence | None = None,
+    share_scale: bool = False,
+    colorbar_label: str = "attention weight",
+    suptitle: str | None = None,
+    max_tokens: int | None = MAX_TOKENS,
+):
+    """Draw several ``(q_len, k_len)`` maps in a row, e.g. one head at several stages; return the Figure.
+
+    Args:
+        maps: the 2D maps (weights or scores).
+        titles: one title per map.
+        tokens: labels for every map (a list of strings), one list per map (a list of lists),
+            or ``None`` for indices.
+        masks: one boolean mask per map (True = may attend) or ``None`` entries. Pass them for
+            score maps: only probabilities have "exactly 0 means masked".
+        share_scale: one colour range for all maps (compare values) or one each (compare patterns).
+    """
+    if len(titles) != len(maps):
+        raise ValueError(f"got {len(maps)} maps but {len(titles)} titles; give one title per map.")
+    if not maps:
+        raise ValueError("panels needs at least one map.")
+    masks = [None] * len(maps) if masks is None else list(masks)
+    if len(masks) != len(maps):
+        raise ValueError(f"got {len(maps)} maps but {len(masks)} masks; use None for a map without one.")
+    if tokens is None or (len(tokens) and isinstance(tokens[0], str)):
+        per_map_tokens = [tokens] * len(maps)
+    else:
+        per_map_tokens = list(tokens)
+        if len(per_map_tokens) != len(maps):
+            raise ValueError(f"got {len(per_map_tokens)} token lists for {len(maps)} maps.")
+    prepared = [
+        _prepare(m, t, k, max_tokens, f"map {i}")
+        for i, (m, t, k) in enumerate(zip(maps, per_map_tokens, masks, strict=True))
+    ]
+    q_len, k_len = prepared[0][0].shape
+    cell = min(0.28 * max(q_len, k_len) + 1.6, 5.5)
+    fig = _new_figure(figsize=(cell * len(maps) + 0.4, cell + 0.5))
+    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    shared = _range([(a, m) for a, m, _, _ in prepared]) if share_scale else None
+    for ax, (array, masked, q_labels, k_labels), title in zip(axes, prepared, titles, strict=True):
+        low, high = shared or _range([(array, masked)])
+        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=title)
+        if not share_scale:
+            fig.colorbar(image, ax=ax, label=colorbar_label, shrink=0.85)
+        if masked.any():
+            _masked_legend(ax)
+    if share_scale:
+        fig.colorbar(image, ax=list(axes), label=colorbar_label, shrink=0.85)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def curves(
+    x,
+    series: dict,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    marker: str | None = None,
+):
+    """Plot one or more curves over the same ``x`` with labelled axes and a legend; return the Figure."""
+    if not series:
+        raise ValueError("curves needs at least one series, e.g. {'label': values}.")
+    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    fig = _new_figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    for label, values in series.items():
+        y = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+        if y.shape != x.shape:
+            raise ValueError(f"series {label!r} has {y.shape[0] if y.ndim else 0} values for {x.shape[0]} x values.")
+        ax.plot(x, y, label=label, marker=marker)
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1 or next(iter(series)):
+        ax.legend()
+    return fig
+
+
+def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | None = None):
+    """Draw which query heads share which key/value head (grouped-query attention); return the Figure.
+
+    Query head ``h`` reads key/value head ``h // (num_attention_heads // num_key_value_heads)``,
+    the order ``repeat_kv`` produces. Chapter 3 explains it.
+    """
+    if num_attention_heads <= 0 or num_key_value_heads <= 0 or num_attention_heads % num_key_value_heads:
+        raise ValueError(
+            f"num_attention_heads ({num_attention_heads}) must be a positive multiple of "
+            f"num_key_value_heads ({num_key_value_heads})."
+        )
+    import matplotlib
+
+    groups = num_attention_heads // num_key_value_heads
+    colors = matplotlib.colormaps["tab10"]
+    width = max(4.0, 0.35 * num_attention_heads + 1.5)
+    fig = _new_figure(figsize=(width, 2.4))
+    ax = fig.add_subplot()
+    q_x = np.arange(num_attention_heads)
+    kv_x = (np.arange(num_key_value_heads) + 0.5) * groups - 0.5  # under the middle of its group
+    for h in range(num_attention_heads):
+        kv = h // groups
+        ax.plot([q_x[h], kv_x[kv]], [1, 0], color=colors(kv % 10), alpha=0.6)
+    ax.scatter(q_x, np.ones_like(q_x), s=120, marker="s", c=[colors((h // groups) % 10) for h in q_x], zorder=3)
+    ax.scatter(
+        kv_x, np.zeros_like(kv_x), s=260, marker="o", c=[colors(k % 10) for k in range(num_key_value_heads)], zorder=3
+    )
+    ax.set_yticks([0, 1], ["key/value heads", "query heads"])
+    ax.set_xticks([])
+    ax.set_ylim(-0.4, 1.4)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    kind = "multi-head" if groups == 1 else "multi-query" if num_key_value_heads == 1 else "grouped-query"
+    ax.set_title(
+        title
+        or f"{kind} attention: {num_attention_heads} query heads, {num_key_value_heads} key/value heads "
+        f"({groups} per group)"
+    )
+    return fig
