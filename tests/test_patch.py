@@ -1,5 +1,7 @@
 """attnviz.bidirectional / no_rope / NoRoPE / LlamaBidirectionalModel on transformers itself."""
 
+import re
+
 import pytest
 import torch
 import transformers
@@ -15,6 +17,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterf
 from transformers.models.llama import modeling_llama
 
 import attnviz
+import attnviz.patch
 
 IDS = torch.tensor([[5, 17, 42, 8, 5, 99, 23, 61]])
 
@@ -175,3 +178,36 @@ def test_llama_bidirectional_model_has_no_dead_override():
     assert isinstance(model.rotary_emb, attnviz.NoRoPE)
     embeds = torch.randn(2, 6, 128)
     assert model(inputs_embeds=embeds).last_hidden_state.shape == (2, 6, 128)
+
+
+@pytest.mark.parametrize("old", ["4.52.4", "4.57.6", "5.1.0"])
+def test_refuses_transformers_that_would_stay_causal(monkeypatch, old):
+    model = attnviz.tiny_llama()
+    before = _out(model)
+    monkeypatch.setattr(attnviz.patch, "_installed_transformers", lambda: old)
+    with pytest.raises(RuntimeError, match=rf"needs transformers >= 5\.2\.0.*this is transformers {re.escape(old)}"):
+        attnviz.bidirectional(model)
+    with pytest.raises(RuntimeError, match="needs transformers >= 5.2.0"):
+        attnviz.LlamaBidirectionalModel(model.config)
+    assert "forward" not in vars(model)
+    assert torch.equal(_out(model), before)
+
+
+def test_state_patches_behave_as_published_on_the_pinned_version():
+    import warnings
+
+    from attnviz.state import SeedBidirectionalModel, seed_backbone, state_later_patch
+
+    seed = seed_backbone(attnviz.tiny_llama_config())
+    assert not seed.embed_tokens.weight.requires_grad and torch.all(seed.embed_tokens.weight == 0)
+    SeedBidirectionalModel.update_causal_mask_calls = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = attnviz.probe_report(seed)
+    assert report.attends_to_future and not report.uses_positions
+    assert SeedBidirectionalModel.update_causal_mask_calls == 0
+    assert any("past_key_values" in str(w.message) for w in caught), "the seed passes past_key_values"
+
+    later = state_later_patch(attnviz.tiny_llama(attn_implementation="sdpa"))
+    report = attnviz.probe_report(later)
+    assert report.attends_to_future and not report.uses_positions

@@ -4,9 +4,9 @@ import contextlib
 
 import pytest
 import torch
-from state_listing import SeedBidirectionalModel
 
 import attnviz
+from attnviz.state import SeedBidirectionalModel
 
 BACKENDS = ["eager", "sdpa", "flex_attention"]
 

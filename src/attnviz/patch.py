@@ -15,8 +15,32 @@ How it works on transformers >= 5.2 (the book pins 5.24):
 """
 
 import torch
+import transformers
+from packaging.version import Version
 from torch import nn
 from transformers import LlamaModel
+
+# The first transformers release whose LlamaModel honours an is_causal=False keyword for every
+# backend. Before it (4.53 - 5.1) the keyword reached sdpa but eager stayed causal, so
+# `bidirectional` refuses to run there rather than patch half a model. scripts/compat_matrix.py
+# measures this; pyproject.toml declares the same floor.
+NATIVE_IS_CAUSAL = Version("5.2.0")
+
+
+def _installed_transformers() -> str:
+    return transformers.__version__
+
+
+def _check_transformers() -> None:
+    version = _installed_transformers()
+    if Version(version) < NATIVE_IS_CAUSAL:
+        raise RuntimeError(
+            f"attnviz.bidirectional needs transformers >= {NATIVE_IS_CAUSAL}, which honours is_causal=False "
+            f"for every attention backend; this is transformers {version}, where an eager model would stay "
+            "causal. Upgrade transformers (pip install 'transformers>=5.2'), or see chapter 6 for what "
+            "works on older versions."
+        )
+
 
 # The backbones attnviz knows how to patch; wrappers such as LlamaForCausalLM keep one in `.model`.
 SUPPORTED_BACKBONES: tuple[type[nn.Module], ...] = (LlamaModel,)
@@ -124,6 +148,7 @@ class bidirectional(InstancePatch):  # noqa: N801 - used like a function: attnvi
     kind = "bidirectional"
 
     def _apply(self) -> None:
+        _check_transformers()
         backbone = self.backbone
         self._saved = backbone.__dict__.get("forward", _MISSING)
         inner = backbone.forward  # the bound method, or an earlier patch's wrapper
@@ -176,6 +201,7 @@ class LlamaBidirectionalModel(LlamaModel):
     """
 
     def __init__(self, config):
+        _check_transformers()
         super().__init__(config)
         self.rotary_emb = NoRoPE(config)
 
