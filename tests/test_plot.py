@@ -196,3 +196,17 @@ def test_gqa_groups_connects_each_query_head_to_its_kv_head(heads, kv, kind):
     assert ax.get_title().startswith(kind)
     with pytest.raises(ValueError, match="multiple"):
         gqa_groups(4, 3)
+
+
+def test_compare_rows_make_a_grid(attentions):
+    from attnviz.plot import compare
+
+    maps = [attentions[0][0, h] for h in range(4)]
+    fig = compare(maps[:2], maps[2:], titles=("causal", "bidirectional"), row_titles=("RoPE", "NoRoPE"), diff=False)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert titles == ["RoPE: causal", "RoPE: bidirectional", "NoRoPE: causal", "NoRoPE: bidirectional"]
+    assert len({ax.get_images()[0].get_clim() for ax in fig.axes if ax.get_images()}) == 1
+    with pytest.raises(ValueError, match="pair them one to one"):
+        compare(maps[:2], maps[2:3])
+    with pytest.raises(ValueError, match="row titles"):
+        compare(maps[:2], maps[2:], row_titles=("only one",))

@@ -234,44 +234,61 @@ def compare(
     *,
     titles: Sequence[str] = ("before", "after"),
     diff: bool = True,
+    row_titles: Sequence[str] | None = None,
     suptitle: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
 ):
-    """Put two attention maps of one head side by side on one colour scale; return the Figure.
+    """Put attention maps before and after a change side by side on one colour scale; return the Figure.
 
-    With ``diff=True`` a third panel shows ``after - before`` on a diverging scale centred on 0
+    With ``diff=True`` a last column shows ``after - before`` on a diverging scale centred on 0
     (red: more weight after, blue: less). Cells masked in both maps are grey everywhere.
 
     Args:
-        before, after: ``(q_len, k_len)`` weights of the same shape.
+        before, after: ``(q_len, k_len)`` weights of the same shape, or two lists of such maps, one
+            row per pair (e.g. RoPE and NoRoPE rows of a causal/bidirectional comparison: a 2x2 grid).
         tokens: one label per key position, or ``None`` for indices.
-        titles: the two panel titles.
+        titles: the two column titles.
+        row_titles: one label per row, when lists are given.
     """
     if len(titles) != 2:
         raise ValueError(f"titles needs two entries, for before and after; got {len(titles)}.")
-    a, masked_a, q_labels, k_labels = _prepare(before, tokens, None, max_tokens, "before")
-    b, masked_b, _, _ = _prepare(after, tokens, None, max_tokens, "after")
-    if a.shape != b.shape:
-        raise ValueError(f"before has shape {a.shape} and after {b.shape}: compare needs maps of the same shape.")
-    q_len, k_len = a.shape
-    panels = 3 if diff else 2
-    cell = 0.28 * max(q_len, k_len) + 1.2
-    fig = _new_figure(figsize=(cell * panels + 1.5, cell + 0.6))
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    low, high = _range([(a, masked_a), (b, masked_b)])
-    image = None
-    for ax, array, masked, title in ((axes[0], a, masked_a, titles[0]), (axes[1], b, masked_b, titles[1])):
-        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=title)
-    fig.colorbar(image, ax=list(axes[:2]), label="attention weight", shrink=0.85)
-    if masked_a.any() or masked_b.any():
-        _masked_legend(axes[0])
+    rows_given = isinstance(before, (list, tuple))
+    befores = list(before) if rows_given else [before]
+    afters = list(after) if isinstance(after, (list, tuple)) else [after]
+    if len(befores) != len(afters):
+        raise ValueError(f"got {len(befores)} 'before' maps and {len(afters)} 'after' maps; pair them one to one.")
+    if row_titles is not None and len(row_titles) != len(befores):
+        raise ValueError(f"got {len(row_titles)} row titles for {len(befores)} rows.")
+    pairs = []
+    for a_map, b_map in zip(befores, afters, strict=True):
+        a, masked_a, q_labels, k_labels = _prepare(a_map, tokens, None, max_tokens, "before")
+        b, masked_b, _, _ = _prepare(b_map, tokens, None, max_tokens, "after")
+        if a.shape != b.shape:
+            raise ValueError(f"before has shape {a.shape} and after {b.shape}: compare needs maps of the same shape.")
+        pairs.append((a, masked_a, b, masked_b))
+    q_len, k_len = pairs[0][0].shape
+    columns = 3 if diff else 2
+    cell = min(0.28 * max(q_len, k_len) + 1.2, 5.0)
+    fig = _new_figure(figsize=(cell * columns + 1.5, (cell + 0.3) * len(pairs) + 0.3))
+    grid = fig.subplots(len(pairs), columns, squeeze=False)
+    low, high = _range([(a, ma) for a, ma, _, _ in pairs] + [(b, mb) for _, _, b, mb in pairs])
+    deltas = [(b - a, ma & mb) for a, ma, b, mb in pairs]
+    span = max((float(np.abs(d[~m]).max()) for d, m in deltas if (~m).any()), default=1.0) or 1.0
+    image = diff_image = None
+    for row, ((a, masked_a, b, masked_b), (delta, both)) in enumerate(zip(pairs, deltas, strict=True)):
+        label = f"{row_titles[row]}: " if row_titles else ""
+        axes = grid[row]
+        image = _draw(axes[0], a, masked_a, q_labels, k_labels, low, high, title=label + titles[0])
+        _draw(axes[1], b, masked_b, q_labels, k_labels, low, high, title=label + titles[1])
+        if masked_a.any() or masked_b.any():
+            _masked_legend(axes[0])
+        if diff:
+            diff_image = _draw(
+                axes[2], delta, both, q_labels, k_labels, -span, span, cmap="RdBu_r", title=label + "after - before"
+            )
+    fig.colorbar(image, ax=list(grid[:, :2].flat), label="attention weight", shrink=0.85)
     if diff:
-        both = masked_a & masked_b
-        delta = b - a
-        span = float(np.abs(delta[~both]).max()) if (~both).any() else 1.0
-        span = span or 1.0
-        diff_image = _draw(axes[2], delta, both, q_labels, k_labels, -span, span, cmap="RdBu_r", title="after - before")
-        fig.colorbar(diff_image, ax=axes[2], label="change in weight", shrink=0.85)
+        fig.colorbar(diff_image, ax=list(grid[:, 2]), label="change in weight", shrink=0.85)
     if suptitle:
         fig.suptitle(suptitle)
     return fig
