@@ -6,7 +6,12 @@ Chapter 1 (``notebooks/01_llama_attention.ipynb``) builds its model with these.
 import torch
 from transformers import LlamaConfig, LlamaModel
 
-_ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
+
+def _attn_implementations() -> list[str]:
+    """eager plus every name registered in transformers' attention registry (yours included)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ["eager", *sorted(ALL_ATTENTION_FUNCTIONS.keys())]
 
 
 def tiny_llama_config(**overrides) -> LlamaConfig:
@@ -39,10 +44,11 @@ def tiny_llama_config(**overrides) -> LlamaConfig:
             f"num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kv_heads}): "
             "each key/value head serves a whole group of query heads."
         )
-    if fields["attn_implementation"] not in _ATTN_IMPLEMENTATIONS:
+    known = _attn_implementations()
+    if fields["attn_implementation"] not in known:
         raise ValueError(
-            f"unknown attn_implementation {fields['attn_implementation']!r}; "
-            f"use one of {', '.join(_ATTN_IMPLEMENTATIONS)}."
+            f"unknown attn_implementation {fields['attn_implementation']!r}; use one of {', '.join(known)}, "
+            "or register your own with transformers.AttentionInterface.register."
         )
     if fields["attn_implementation"] == "flex_attention" and fields["head_dim"] < 32:
         raise ValueError(
