@@ -22,6 +22,8 @@ _EXPORTS = {
     "PINNED_VERSIONS": "_versions",
     "versions": "_versions",
     "capture_attention": "capture",
+    "load_demo": "demo",
+    "demo_example": "demo",
     "tiny_llama": "models",
     "tiny_llama_config": "models",
     "LlamaBidirectionalModel": "patch",

@@ -1,0 +1,58 @@
+"""The book's small trained model (``scripts/train_demo.py``) and its example input.
+
+A 2-layer, 4-head Llama with RoPE (``head_dim`` 32) trained to copy a random letter sequence
+after a separator. Copying needs a previous-token head and an induction head, so its attention
+has structure worth looking at, unlike a randomly initialised model's. Shipped in
+``attnviz/demo`` and loaded with ``from_pretrained``, offline.
+"""
+
+from pathlib import Path
+
+import torch
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+# The example the book draws: <bos>, 15 letters, the separator, the same 15 letters (32 tokens).
+DEMO_TEXT = "<bos> t h e q u i c k b r o w n f x | t h e q u i c k b r o w n f x"
+
+
+def load_demo(attn_implementation: str = "eager"):
+    """Return ``(model, tokenizer)``: the demo ``LlamaForCausalLM`` in eval mode and its tokenizer.
+
+    Both come from the package folder with ``from_pretrained`` (safetensors, no network).
+    """
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    if not (DEMO_DIR / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"the demo checkpoint is missing from {DEMO_DIR}; run `python scripts/train_demo.py` in the "
+            "attnviz repository to create it."
+        )
+    model = LlamaForCausalLM.from_pretrained(DEMO_DIR, attn_implementation=attn_implementation, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(DEMO_DIR)
+    return model.eval(), tokenizer
+
+
+def demo_example(tokenizer=None) -> torch.Tensor:
+    """The ``input_ids`` (batch 1, 32 tokens) the book uses: a letter sequence and its copy."""
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(DEMO_DIR)
+    ids = tokenizer.convert_tokens_to_ids(DEMO_TEXT.split())
+    return torch.tensor([ids])
+
+
+def offset_score(weights: torch.Tensor, offset: int = -1) -> torch.Tensor:
+    """Mean attention weight each head puts on the key ``offset`` positions from the query.
+
+    ``weights`` is ``(batch, heads, q_len, k_len)``; returns ``(heads,)``. A previous-token head
+    scores near 1 at ``offset=-1``. Queries without such a key (the first ones) are left out.
+    """
+    if weights.dim() != 4:
+        raise ValueError(f"expected (batch, heads, q_len, k_len) weights; got shape {tuple(weights.shape)}.")
+    q_len = weights.shape[-2]
+    diagonal = torch.diagonal(weights, offset=offset, dim1=-2, dim2=-1)  # (batch, heads, q_len - |offset|)
+    if diagonal.shape[-1] == 0:
+        raise ValueError(f"offset {offset} leaves no query with a key in a sequence of {q_len}.")
+    return diagonal.mean(dim=(0, -1))
