@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnviz-installed
 BUILD_FLAGS := -W -n --keep-going
 
-.PHONY: book test lint format sync clean help
+.PHONY: book test lint format sync clean help chromium
+
+# The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make book   build the site into _build/html (sets up .venv first)"
@@ -25,7 +28,13 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/python scripts/sync_notebooks.py --check
 	$(BIN)/python -m pytest

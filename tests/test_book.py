@@ -1,34 +1,15 @@
 """The book builds with zero warnings, and the built site has what a reader needs."""
 
 import re
-import subprocess
 
-import pytest
 import yaml
 from bs4 import BeautifulSoup
-from conftest import ROOT, VENV_BIN
+from conftest import HTML, ROOT
 
 import attnviz
 
-HTML = ROOT / "_build" / "html"
 # Sphinx writes "path:line: WARNING: ..." and "WARNING: ..."; "[App] WARNING |" comes from kernels.
 WARNING = re.compile(r"(^|: |\] )(WARNING|ERROR)\b", re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def build_log():
-    # --all re-reads every page, so every warning is emitted again; executed notebooks still
-    # come from the jupyter cache when their code has not changed.
-    result = subprocess.run(
-        [str(VENV_BIN / "jupyter-book"), "build", str(ROOT), "-W", "-n", "--keep-going", "--all"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=1800,
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-5000:]
-    return log
 
 
 def test_build_log_has_no_warnings(build_log):

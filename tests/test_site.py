@@ -1,0 +1,111 @@
+"""The built site as a reader meets it: headless Chromium (Debian's) driven by Playwright.
+
+`make test` installs chromium with apt when it is missing. Screenshots of every page land in
+_build/screenshots/.
+"""
+
+import functools
+import http.server
+import shutil
+import threading
+from urllib.parse import urljoin, urlparse
+
+import pytest
+import yaml
+from conftest import HTML, ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def _toc_pages():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+PAGES = _toc_pages()
+
+
+@pytest.fixture(scope="module")
+def server(build_log):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+
+    class Quiet(handler.func):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(HTML)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which("chromium") and not (ROOT / CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed; `make test` installs it (apt-get install chromium).")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_page_loads_cleanly_with_its_images(browser, server, page_name):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors, failed = [], []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    response = page.goto(urljoin(server, f"{page_name}.html"), wait_until="load")
+    assert response.status == 200
+    assert not errors, f"JavaScript errors on {page_name}: {errors}"
+    local_failures = [url for url in failed if url.startswith(server)]
+    assert not local_failures, f"{page_name}: requests failed: {local_failures}"
+
+    images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.src, i.complete && i.naturalWidth > 0])")
+    broken = [src for src, ok in images if not ok]
+    assert not broken, f"{page_name}: images that did not load: {broken}"
+
+    screenshots = ROOT / "_build" / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshots / f"{page_name.replace('/', '_')}.png"), full_page=False)
+    page.close()
+
+
+@pytest.mark.parametrize("page_name", [p for p in PAGES if p.startswith("notebooks/")])
+def test_chapters_offer_binder_and_colab(browser, server, page_name):
+    page = browser.new_page()
+    page.goto(urljoin(server, f"{page_name}.html"))
+    hrefs = page.eval_on_selector_all("a", "links => links.map(a => a.href)")
+    assert any(h.startswith("https://mybinder.org/v2/gh/") and page_name in h for h in hrefs)
+    assert any(h.startswith("https://colab.research.google.com/github/") and page_name in h for h in hrefs)
+    page.close()
+
+
+def test_internal_links_resolve(browser, server):
+    page = browser.new_page()
+    seen, broken = set(), []
+    for page_name in PAGES:
+        page.goto(urljoin(server, f"{page_name}.html"))
+        for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
+            url = href.split("#")[0]
+            if not url.startswith(server) or url in seen:
+                continue
+            seen.add(url)
+            path = HTML / urlparse(url).path.lstrip("/")
+            if path.is_dir():
+                path = path / "index.html"
+            if not path.is_file():
+                broken.append(f"{page_name} -> {href}")
+    page.close()
+    assert seen, "no internal links found"
+    assert not broken, "\n".join(broken)
