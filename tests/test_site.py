@@ -6,6 +6,7 @@ _build/screenshots/.
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from urllib.parse import urljoin, urlparse
@@ -109,3 +110,31 @@ def test_internal_links_resolve(browser, server):
     page.close()
     assert seen, "no internal links found"
     assert not broken, "\n".join(broken)
+
+
+def test_kernel_free_explorer_redraws_on_a_toggle(browser, server):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(urljoin(server, "notebooks/08_explorer.html"))
+    canvas = page.locator(".attnviz-static canvas")
+    assert canvas.count() == 1
+    before = canvas.evaluate("c => c.toDataURL()")
+    assert canvas.get_attribute("data-variant") == "causal + RoPE"
+    page.locator(".attnviz-static input[value='bidirectional']").check()
+    after = canvas.evaluate("c => c.toDataURL()")
+    assert canvas.get_attribute("data-variant") == "bidirectional + RoPE"
+    assert after != before, "toggling bidirectional did not change the drawing"
+    page.locator(".attnviz-static select.layer").select_option("1")
+    assert canvas.evaluate("c => c.toDataURL()") != after
+    assert not errors, errors
+    page.close()
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_pages_stay_small(build_log, page_name):
+    page = HTML / f"{page_name}.html"
+    size = page.stat().st_size
+    images = set(re.findall(r'src="([^"]+\.(?:png|jpg|svg))"', page.read_text(encoding="utf-8")))
+    size += sum((page.parent / src).stat().st_size for src in images if (page.parent / src).is_file())
+    assert size <= 1.5 * 2**20, f"{page_name}: {size / 2**20:.2f} MB with its images"

@@ -22,6 +22,8 @@ _EXPORTS = {
     "PINNED_VERSIONS": "_versions",
     "versions": "_versions",
     "capture_attention": "capture",
+    "AttentionExplorer": "explorer",
+    "static_view": "explorer",
     "load_demo": "demo",
     "demo_example": "demo",
     "tiny_llama": "models",
