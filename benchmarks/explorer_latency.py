@@ -11,11 +11,15 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import transformers
 
 import attnviz
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write  # noqa: E402
 
 
 def main() -> int:
@@ -51,6 +55,8 @@ def main() -> int:
         f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms (target p95 <= 100 ms) "
         + ("OK" if p95 <= 100 else "MISSED")
     )
+    result = {"p50_ms": p50, "p95_ms": p95, "max_ms": times[-1], "toggles": args.toggles}
+    print(f"wrote {write('explorer_latency', [result])}")
     return 0 if p95 <= 100 else 1
 
 

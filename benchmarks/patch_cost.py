@@ -10,27 +10,25 @@ Four ways to run the same 2-layer tiny Llama (sdpa, no padding) at one sequence 
   mask-free fast path.
 
 Each variant runs in its own process, so peak RSS (minus the RSS before the first forward) is
-that variant's alone. Targets (issue 3): attnviz's patch within 5% of the causal baseline's
-memory and within 5% of native's time.
+that variant's alone; each is run three times and the medians are reported. Targets (issue 3):
+attnviz's patch within 5% of the causal baseline's memory and within 5% of native's time.
 
-    python benchmarks/patch_cost.py [--seq 8192] [--repeats 5]
+    .venv/bin/python benchmarks/patch_cost.py [--seq 8192 16384] [--repeats 5]
+Writes benchmarks/results/patch_cost.json.
 """
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_since, start_peak_rss, write  # noqa: E402
 
 VARIANTS = ("causal baseline", "attnviz patch", "native is_causal=False", "all-ones 4D mask")
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        pages = int(handle.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
 
 
 def measure(variant: str, seq: int, repeats: int) -> dict:
@@ -45,78 +43,85 @@ def measure(variant: str, seq: int, repeats: int) -> dict:
     kwargs = {"inputs_embeds": embeds, "use_cache": False}
     if variant == "attnviz patch":
         attnviz.bidirectional(model)
-    before = _rss_mb()
+
+    def forward():
+        if variant == "all-ones 4D mask":
+            # built on every call, as STATE's forward does when no mask is given
+            kwargs["attention_mask"] = torch.ones(1, 1, seq, seq)
+        model(**kwargs)
+        kwargs.pop("attention_mask", None)
+
     times = []
     with torch.no_grad():
-        for _ in range(repeats + 1):  # the first call warms up and is not timed
+        forward()  # warm-up, not measured
+        before = start_peak_rss()
+        for _ in range(repeats):
             start = time.perf_counter()
-            if variant == "all-ones 4D mask":
-                # built on every call, as STATE's forward does when no mask is given
-                kwargs["attention_mask"] = torch.ones(1, 1, seq, seq)
-            model(**kwargs)
+            forward()
             times.append(time.perf_counter() - start)
-            kwargs.pop("attention_mask", None)
-    times = times[1:]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    return {"variant": variant, "seq": seq, "median_s": statistics.median(times), "peak_mb": peak - before}
+        peak = peak_rss_since(before)
+    return {"variant": variant, "seq": seq, "median_s": statistics.median(times), "peak_mb": peak}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seq", type=int, default=8192)
+    parser.add_argument("--seq", type=int, nargs="+", default=[8192, 16384])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # one child process
     args = parser.parse_args()
     if args.variant:
-        print(json.dumps(measure(args.variant, args.seq, args.repeats)))
+        print(json.dumps(measure(args.variant, args.seq[0], args.repeats)))
         return 0
-
-    rows = []
-    for variant in VARIANTS:
-        command = [
-            sys.executable,
-            __file__,
-            "--variant",
-            variant,
-            "--seq",
-            str(args.seq),
-            "--repeats",
-            str(args.repeats),
-        ]
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    by = {row["variant"]: row for row in rows}
 
     import torch
     import transformers
 
-    print(f"patch cost at {args.seq} tokens, 2-layer tiny Llama (hidden 128, 4 heads, head_dim 32), sdpa, CPU")
+    print("patch cost, 2-layer tiny Llama (hidden 128, 4 heads, head_dim 32), sdpa, CPU")
     print(
         f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
         f"median of {args.repeats}"
     )
-    print(f"{'variant':26} {'median time (s)':>16} {'peak memory (MB)':>17}")
-    for row in rows:
-        print(f"{row['variant']:26} {row['median_s']:16.3f} {row['peak_mb']:17.1f}")
-
-    base, patch, native, ones = (by[v] for v in VARIANTS)
-    mask_mb = 4 * args.seq**2 / 2**20
-    time_ratio = patch["median_s"] / native["median_s"]
-    memory_gap = (patch["peak_mb"] - base["peak_mb"]) / base["peak_mb"]
-    print()
-    print(
-        f"attnviz patch vs native time:        {time_ratio:.3f}x  (target <= 1.05) "
-        + ("OK" if time_ratio <= 1.05 else "MISSED")
-    )
-    print(
-        f"attnviz patch vs causal peak memory: {memory_gap:+.1%}  (target within 5%) "
-        + ("OK" if abs(memory_gap) <= 0.05 else "MISSED")
-    )
-    print(
-        f"all-ones mask: {mask_mb:.0f} MB for the mask alone (4 * seq^2 bytes); peak "
-        f"{ones['peak_mb'] - base['peak_mb']:+.0f} MB and {ones['median_s'] / native['median_s']:.2f}x time vs native"
-    )
-    return 0 if time_ratio <= 1.05 and abs(memory_gap) <= 0.05 else 1
+    rows, ok = [], True
+    for seq in args.seq:
+        by = {}
+        for variant in VARIANTS:
+            command = [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--seq",
+                str(seq),
+                "--repeats",
+                str(args.repeats),
+            ]
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            by[variant] = json.loads(out.strip().splitlines()[-1])
+        base, patch, native, ones = (by[v] for v in VARIANTS)
+        time_ratio = patch["median_s"] / native["median_s"]
+        memory_gap = (patch["peak_mb"] - base["peak_mb"]) / base["peak_mb"]
+        mask_mb = 4 * seq**2 / 2**20
+        print(f"\n{seq} tokens")
+        print(f"{'variant':26} {'median time (s)':>16} {'peak memory (MB)':>17}")
+        for variant in VARIANTS:
+            print(f"{variant:26} {by[variant]['median_s']:16.3f} {by[variant]['peak_mb']:17.1f}")
+        print(
+            f"attnviz patch vs native time:        {time_ratio:.3f}x  (target <= 1.05) "
+            + ("OK" if time_ratio <= 1.05 else "MISSED")
+        )
+        print(
+            f"attnviz patch vs causal peak memory: {memory_gap:+.1%}  (target within 5%) "
+            + ("OK" if abs(memory_gap) <= 0.05 else "MISSED")
+        )
+        print(
+            f"all-ones mask: {mask_mb:.0f} MB for the mask alone (4 * seq^2 bytes); peak "
+            f"{ones['peak_mb'] - base['peak_mb']:+.0f} MB ({ones['peak_mb'] / base['peak_mb']:.2f}x the causal peak) "
+            f"and {ones['median_s'] / native['median_s']:.2f}x time vs native"
+        )
+        ok &= time_ratio <= 1.05 and abs(memory_gap) <= 0.05
+        rows.extend(by.values())
+    print(f"wrote {write('patch_cost', rows)}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -102,3 +102,17 @@ def test_refuses_other_models_unknown_backends_and_no_inputs():
     model.config._attn_implementation = "my_kernel"
     with pytest.raises(ValueError, match="does not know how the 'my_kernel' attention backend masks"):
         attnviz.capture_attention(model, input_ids=IDS)
+
+
+def test_one_layer_and_some_heads_only():
+    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    full = attnviz.capture_attention(model, input_ids=IDS)
+    part = attnviz.capture_attention(model, input_ids=IDS, layers=[1], heads=[3, 0])
+    assert part[0] is None and part[1].shape == (2, 2, 8, 8)
+    assert_close(part[1], full[1][:, [3, 0]])
+    eager = attnviz.tiny_llama()
+    assert_close(attnviz.capture_attention(eager, input_ids=IDS, layers=[-1], heads=[2])[1], full[1][:, [2]])
+    with pytest.raises(ValueError, match="indices of the model's 4 query heads"):
+        attnviz.capture_attention(model, input_ids=IDS, heads=[4])
+    with pytest.raises(IndexError):
+        attnviz.capture_attention(model, input_ids=IDS, layers=[5])

@@ -24,3 +24,8 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "does_not_exist" in str(error)
     else:
         raise AssertionError("no AttributeError")
+
+
+def test_repo_file_finds_committed_data_and_says_none_otherwise():
+    assert attnviz.repo_file("book/data/compat.json").is_file()
+    assert attnviz.repo_file("no/such/file.json") is None

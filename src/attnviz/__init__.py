@@ -38,6 +38,7 @@ _EXPORTS = {
     "probe_report": "probes",
     "uses_positions": "probes",
     "quote": "source",
+    "repo_file": "_paths",
 }
 _SUBMODULES = ("plot", "reference")
 

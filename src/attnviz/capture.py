@@ -49,7 +49,7 @@ def _allowed_from_mask(mask, module, kwargs, backend, batch, q_len, k_len, devic
     return allowed
 
 
-def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dict) -> torch.Tensor:
+def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dict, heads=None) -> torch.Tensor:
     hidden_states = inputs["hidden_states"]
     cos, sin = inputs["position_embeddings"]
     batch, seq, _ = hidden_states.shape
@@ -64,6 +64,8 @@ def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dic
     key = key.view(batch, seq, -1, head_dim).transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
     query, key = apply_rope(query, key, cos, sin)
     key = repeat_kv(key, module.num_key_value_groups)
+    if heads is not None:  # only the heads asked for: (batch, len(heads), seq, head_dim)
+        query, key = query[:, heads], key[:, heads]
     k_len = key.shape[2]
 
     scores = torch.matmul(query, key.transpose(2, 3)).mul_(module.scaling)  # (batch, heads, q_len, k_len)
@@ -82,7 +84,7 @@ def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dic
     return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
 
 
-def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
+def capture_attention(model: nn.Module, *, layers=None, heads=None, **inputs) -> tuple[torch.Tensor | None, ...]:
     """Run ``model(**inputs)`` and return one ``(batch, heads, q_len, k_len)`` weight tensor per layer.
 
     Works whatever ``config._attn_implementation`` is; the weights equal what eager attention
@@ -93,6 +95,10 @@ def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
 
     Args:
         model: a Llama-family model or a wrapper of one (e.g. ``LlamaForCausalLM``).
+        layers: capture only these layer indices; the others are ``None`` in the result. On long
+            sequences this saves the ``(heads, seq, seq)`` tensors of the layers you skip.
+        heads: capture only these query heads (same for every captured layer): each tensor is then
+            ``(batch, len(heads), q_len, k_len)``.
         inputs: what you would pass to the model: ``input_ids`` or ``inputs_embeds``,
             ``attention_mask``, ...
 
@@ -112,6 +118,12 @@ def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
         raise ValueError("capture_attention needs the model's inputs, e.g. capture_attention(model, input_ids=ids).")
 
     modules = [layer.self_attn for layer in backbone.layers[: backbone.config.num_hidden_layers]]
+    wanted = set(range(len(modules))) if layers is None else {range(len(modules))[i] for i in layers}
+    if heads is not None:
+        heads = list(heads)
+        n_heads = backbone.config.num_attention_heads
+        if not heads or any(not -n_heads <= h < n_heads for h in heads):
+            raise ValueError(f"heads must be indices of the model's {n_heads} query heads; got {heads}.")
     recorded: list[dict] = [{} for _ in modules]
     weights: list[torch.Tensor | None] = [None] * len(modules)
     masks: dict = {}
@@ -132,16 +144,18 @@ def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
         def after(module, args, kwargs, output):
             returned = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if backend == "eager" and returned is not None:
-                weights[index] = returned.detach()
+                weights[index] = returned.detach() if heads is None else returned.detach()[:, heads]
             else:
                 with torch.no_grad():
-                    weights[index] = _recompute_weights(module, recorded[index], backend, masks)
+                    weights[index] = _recompute_weights(module, recorded[index], backend, masks, heads)
             recorded[index] = {}  # do not keep activations alive longer than needed
 
         return before, after, projection
 
     try:
         for index, module in enumerate(modules):
+            if index not in wanted:
+                continue
             before, after, projection = make_hooks(index)
             handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
             handles.append(module.register_forward_hook(after, with_kwargs=True))
@@ -160,7 +174,7 @@ def capture_attention(model: nn.Module, **inputs) -> tuple[torch.Tensor, ...]:
         for handle in handles:
             handle.remove()
 
-    missing = [i for i, w in enumerate(weights) if w is None]
+    missing = [i for i, w in enumerate(weights) if w is None and i in wanted]
     if missing:
         raise RuntimeError(f"layers {missing} were not run; was the forward pass cut short?")
     return tuple(weights)
