@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnviz-installed
 BUILD_FLAGS := -W -n --keep-going
 
-.PHONY: book test lint format sync clean help chromium
+.PHONY: book test lint format sync clean help chromium bench
 
 # The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -14,6 +14,7 @@ help:
 	@echo "make book   build the site into _build/html (sets up .venv first)"
 	@echo "make test   lint, package tests, every notebook, the book build"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml and strip outputs"
+	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~15 min)"
 	@echo "make clean  remove _build (keeps .venv)"
 
 # Rebuilt only when a requirements file or pyproject.toml changes.
@@ -49,6 +50,15 @@ format: $(STAMP)
 
 sync: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py
+
+# Each script prints its figures and writes benchmarks/results/*.json; a missed target is reported,
+# and the next script still runs. benchmarks/gpu.py needs a CUDA machine: run it there.
+bench: $(STAMP)
+	-$(BIN)/python benchmarks/scaling.py
+	-$(BIN)/python benchmarks/patch_cost.py
+	-$(BIN)/python benchmarks/capture_cost.py
+	-$(BIN)/python benchmarks/explorer_latency.py
+	-$(BIN)/python benchmarks/book_build.py
 
 clean:
 	rm -rf _build
