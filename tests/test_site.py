@@ -6,6 +6,7 @@ _build/screenshots/.
 
 import functools
 import http.server
+import os
 import re
 import shutil
 import threading
@@ -15,7 +16,8 @@ import pytest
 import yaml
 from conftest import HTML, ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium by default; ATTNVIZ_CHROMIUM names another Chromium-based browser (e.g. on CI images).
+CHROMIUM = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
     "--disable-background-networking",
@@ -52,8 +54,8 @@ def server(build_log):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not shutil.which("chromium") and not (ROOT / CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed; `make test` installs it (apt-get install chromium).")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: `make test` installs Debian's chromium (apt-get install chromium).")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
