@@ -8,6 +8,7 @@ Two explorers, explained in chapter 8:
   time, for the rendered book, where there is no kernel. No CDN, no network.
 """
 
+import contextlib
 import html
 import io
 import json
@@ -27,18 +28,21 @@ VARIANTS = {  # name -> (causal, rope)
 }
 
 
+@contextlib.contextmanager
+def patched(model, causal: bool, rope: bool):
+    """Apply ``bidirectional`` (unless ``causal``) and ``no_rope`` (unless ``rope``) for one block."""
+    with contextlib.ExitStack() as stack:
+        if not causal:
+            stack.enter_context(bidirectional(model))
+        if not rope:
+            stack.enter_context(no_rope(model))
+        yield model
+
+
 def attention_variant(model, input_ids: torch.Tensor, causal: bool, rope: bool) -> tuple[torch.Tensor, ...]:
     """``capture_attention`` of ``model`` on ``input_ids`` with the two patches applied as asked."""
-    patches = []
-    try:
-        if not causal:
-            patches.append(bidirectional(model))
-        if not rope:
-            patches.append(no_rope(model))
+    with patched(model, causal, rope):
         return capture_attention(model, input_ids=input_ids)
-    finally:
-        for patch in reversed(patches):
-            patch.restore()
 
 
 def _tokens(tokenizer, input_ids) -> list[str]:
@@ -103,6 +107,7 @@ class AttentionExplorer:
         )
         self.redraws = 0
         self._layout = None
+        self._baseline = None
         self.update()
 
     # -- state ---------------------------------------------------------------------------------
@@ -138,20 +143,20 @@ class AttentionExplorer:
             self.model.set_attn_implementation(self.backend.value)
         causal, rope = self.variant
         attentions = attention_variant(self.model, self.input_ids, causal, rope)
-        baseline = (
-            attention_variant(self.model, self.input_ids, True, True) if (causal, rope) != (True, True) else attentions
-        )
+        # the unpatched model's weights depend only on the input and backend: computed once for them
+        baseline_key = (tuple(self.input_ids[0].tolist()), self.backend.value)
+        if (causal, rope) == (True, True):
+            self._baseline = (baseline_key, attentions)
+        elif self._baseline is None or self._baseline[0] != baseline_key:
+            self._baseline = (baseline_key, attention_variant(self.model, self.input_ids, True, True))
+        baseline = self._baseline[1]
         layer = self.layer.value
         moved = (attentions[layer] - baseline[layer]).abs().max().item()
         self.image.value = self._render(attentions, layer, _tokens(self.tokenizer, self.input_ids))
         key = (causal, rope, self.backend.value)
         if key not in self._probes:  # the verdict depends on the variant and backend, not on the input
-            patches = ([bidirectional(self.model)] if not causal else []) + ([no_rope(self.model)] if not rope else [])
-            try:
+            with patched(self.model, causal, rope):
                 self._probes[key] = probe_report(self.model)
-            finally:
-                for patch in reversed(patches):
-                    patch.restore()
         report = self._probes[key]
         self.status.value = (
             f"<b>{self.causal.value} + {self.rope.value}</b> &nbsp;|&nbsp; <b>probes</b>: "
