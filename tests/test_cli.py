@@ -81,5 +81,6 @@ def test_refuses_pickles_and_other_families(tmp_path):
         GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0)
     ).save_pretrained(gpt2)
     result = _run("check", "--model", str(gpt2))
-    assert result.returncode == 2 and "got GPT2Model. Supported: LlamaModel" in result.stderr
+    supported = "Supported backbones: LlamaModel, MistralModel, Qwen2Model, Qwen3Model"
+    assert result.returncode == 2 and f"got GPT2Model. {supported}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

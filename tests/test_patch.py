@@ -133,7 +133,8 @@ def test_wrappers_are_accepted(wrapper):
 @pytest.mark.parametrize("patch", [attnviz.bidirectional, attnviz.no_rope, attnviz.probe_report, attnviz.find_backbone])
 def test_other_models_are_refused_by_name(patch):
     gpt2 = GPT2Model(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0))
-    with pytest.raises(ValueError, match=r"got GPT2Model\. Supported: LlamaModel"):
+    families = r"\(Llama, Mistral, Qwen2, Qwen3\); got GPT2Model\. Supported backbones: LlamaModel, MistralModel"
+    with pytest.raises(ValueError, match=families):
         patch(gpt2)
     with pytest.raises(ValueError, match=r"got Linear"):
         patch(torch.nn.Linear(2, 2))

@@ -11,7 +11,7 @@ its cos/sin, and its mask in whatever form the backend got it (additive float, b
 import torch
 from torch import nn
 
-from attnviz.patch import find_backbone
+from attnviz.patch import _layer_window, find_backbone
 from attnviz.reference import apply_rope, causal_mask, repeat_kv
 
 KNOWN_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3", "flash_attention_4")
@@ -44,6 +44,14 @@ def _allowed_from_mask(mask, module, kwargs, backend, batch, q_len, k_len, devic
     allowed = torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=device)
     if causal:
         allowed = allowed & causal_mask(q_len, k_len, device=device)
+    window = _layer_window(module)
+    if backend.startswith("flash") and window is not None and k_len > window:
+        # flash gets no mask for the window: transformers 5.24 passes window_size=(window - 1, window - 1)
+        # to the kernel (modeling_flash_attention_utils._process_flash_attention_kwargs), i.e. |i - j| < window
+        offset = k_len - q_len
+        q_idx = torch.arange(offset, k_len, device=device)[:, None]
+        k_idx = torch.arange(k_len, device=device)[None, :]
+        allowed = allowed & ((q_idx - k_idx).abs() < window)
     if mask is not None and mask.dim() == 2:  # flash: a 2D padding mask, 1 = token
         allowed = allowed & mask.bool()[:, None, None, :k_len]
     return allowed
@@ -60,8 +68,12 @@ def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dic
     query = module.q_proj(hidden_states) if query is None else query
     key = inputs.get("k_proj")
     key = module.k_proj(hidden_states) if key is None else key
-    query = query.view(batch, seq, -1, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
-    key = key.view(batch, seq, -1, head_dim).transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
+    query = query.view(batch, seq, -1, head_dim)
+    key = key.view(batch, seq, -1, head_dim)
+    if getattr(module, "q_norm", None) is not None:  # Qwen3: RMSNorm of each head's query and key, before RoPE
+        query, key = module.q_norm(query), module.k_norm(key)
+    query = query.transpose(1, 2)  # (batch, heads, seq, head_dim)
+    key = key.transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
     query, key = apply_rope(query, key, cos, sin)
     key = repeat_kv(key, module.num_key_value_groups)
     if heads is not None:  # only the heads asked for: (batch, len(heads), seq, head_dim)
@@ -71,7 +83,7 @@ def _recompute_weights(module: nn.Module, inputs: dict, backend: str, masks: dic
     scores = torch.matmul(query, key.transpose(2, 3)).mul_(module.scaling)  # (batch, heads, q_len, k_len)
     mask = inputs.get("attention_mask")
     # Every layer of one forward gets the same mask object: work out its pattern once.
-    cache_key = (id(mask), inputs.get("is_causal"), getattr(module, "is_causal", True))
+    cache_key = (id(mask), inputs.get("is_causal"), getattr(module, "is_causal", True), _layer_window(module))
     if cache_key not in masks:
         allowed = _allowed_from_mask(mask, module, inputs, backend, batch, seq, k_len, scores.device)
         # None: an additive float mask to add as is; False: nothing is masked
@@ -94,7 +106,8 @@ def capture_attention(model: nn.Module, *, layers=None, heads=None, **inputs) ->
     has the layout of ``outputs.attentions``, which bertviz's ``head_view`` also takes.
 
     Args:
-        model: a Llama-family model or a wrapper of one (e.g. ``LlamaForCausalLM``).
+        model: a Llama-family model (Llama, Mistral, Qwen2, Qwen3) or a wrapper of one (e.g.
+            ``LlamaForCausalLM``). Sliding-window layers give weights that are zero outside the window.
         layers: capture only these layer indices; the others are ``None`` in the result. On long
             sequences this saves the ``(heads, seq, seq)`` tensors of the layers you skip.
         heads: capture only these query heads (same for every captured layer): each tensor is then

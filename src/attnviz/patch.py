@@ -1,8 +1,9 @@
-"""Make one Llama bidirectional and position-free without editing transformers.
+"""Make one Llama-family model bidirectional and position-free without editing transformers.
 
-Chapter 6 explains these. Everything here acts on one model object and can be undone:
-nothing in transformers' modules or classes is reassigned, and a config shared with other
-models is never written to by attnviz.
+Chapter 6 explains these on Llama; chapter 9 applies them to Mistral, Qwen2 and Qwen3, whose
+backbones have the same ``rotary_emb`` attribute and the same ``is_causal`` handling.
+Everything here acts on one model object and can be undone: nothing in transformers' modules
+or classes is reassigned, and a config shared with other models is never written to by attnviz.
 
 How it works on transformers >= 5.2 (the book pins 5.24):
 
@@ -14,11 +15,13 @@ How it works on transformers >= 5.2 (the book pins 5.24):
   make ``apply_rotary_pos_emb`` the identity.
 """
 
+import warnings
+
 import torch
 import transformers
 from packaging.version import Version
 from torch import nn
-from transformers import LlamaModel
+from transformers import LlamaModel, MistralModel, Qwen2Model, Qwen3Model
 
 # The first transformers release whose LlamaModel honours an is_causal=False keyword for every
 # backend. Before it (4.53 - 5.1) the keyword reached sdpa but eager stayed causal, so
@@ -43,14 +46,16 @@ def _check_transformers() -> None:
 
 
 # The backbones attnviz knows how to patch; wrappers such as LlamaForCausalLM keep one in `.model`.
-SUPPORTED_BACKBONES: tuple[type[nn.Module], ...] = (LlamaModel,)
+# Each was checked against its transformers source (chapter 9 shows the diffs): the attention is
+# Llama's, plus QK-norm (Qwen3) and sliding windows (Mistral, Qwen2, Qwen3).
+SUPPORTED_BACKBONES: tuple[type[nn.Module], ...] = (LlamaModel, MistralModel, Qwen2Model, Qwen3Model)
 
 
-def find_backbone(model: nn.Module) -> LlamaModel:
+def find_backbone(model: nn.Module) -> nn.Module:
     """Return the Llama-family backbone of ``model``: the model itself, or its ``.model``.
 
     Raises:
-        ValueError: for any other model, naming what is supported.
+        ValueError: for any other model, naming the supported families.
     """
     if isinstance(model, SUPPORTED_BACKBONES):
         return model
@@ -59,13 +64,41 @@ def find_backbone(model: nn.Module) -> LlamaModel:
         return inner
     names = ", ".join(cls.__name__ for cls in SUPPORTED_BACKBONES)
     raise ValueError(
-        f"attnviz works on Llama-family models; got {type(model).__name__}. Supported: {names}, or a "
-        "model that keeps one in `.model` (e.g. LlamaForCausalLM, LlamaForSequenceClassification)."
+        f"attnviz works on Llama-family models (Llama, Mistral, Qwen2, Qwen3); got {type(model).__name__}. "
+        f"Supported backbones: {names}, or a model that keeps one in `.model` (e.g. LlamaForCausalLM, "
+        "Qwen3ForCausalLM, MistralForSequenceClassification)."
     )
+
+
+def sliding_windows(model: nn.Module) -> dict[int, int]:
+    """The sliding-window layers of ``model``'s backbone: ``{layer index: window in tokens}``.
+
+    Empty for a model whose every layer attends to the whole sequence. Qwen2 and Qwen3 mark each
+    layer in ``config.layer_types``; Mistral applies ``config.sliding_window`` to every layer.
+    """
+    backbone = find_backbone(model)
+    windows = {}
+    for index, layer in enumerate(backbone.layers[: backbone.config.num_hidden_layers]):
+        window = _layer_window(layer.self_attn)
+        if window is not None:
+            windows[index] = window
+    return windows
+
+
+def _layer_window(attention: nn.Module) -> int | None:
+    # Qwen2/Qwen3 keep their layer's window (or None) on the module; Mistral reads its config at
+    # call time (MistralAttention.forward passes getattr(self.config, "sliding_window", None)).
+    if hasattr(attention, "sliding_window"):
+        return attention.sliding_window
+    return getattr(attention.config, "sliding_window", None)
 
 
 def _head_dim(config) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+class PositionWarning(UserWarning):
+    """A patch meant to remove positions left the model still depending on them."""
 
 
 class NoRoPE(nn.Module):
@@ -143,6 +176,10 @@ class bidirectional(InstancePatch):  # noqa: N801 - used like a function: attnvi
     caller passed), which transformers >= 5.2 honours natively for every attention backend (see
     the module docstring). Only this instance changes:
     the wrapper is an attribute of the backbone object, removed again by ``restore()``.
+
+    Sliding-window layers (Mistral, Qwen) stay windowed but become symmetric: transformers builds
+    them with ``create_bidirectional_sliding_window_mask``, where query ``i`` sees key ``j`` when
+    ``|i - j| <= window`` (chapter 9).
     """
 
     kind = "bidirectional"
@@ -172,11 +209,26 @@ class no_rope(InstancePatch):  # noqa: N801 - used like a function: attnviz.no_r
 
     The original module is kept and put back by ``restore()``. Its buffers are not persistent, so
     the state dict does not change.
+
+    A model with sliding-window layers (Mistral, or Qwen with ``sliding_attention`` in
+    ``layer_types``) still depends on positions after this patch: which tokens a query may see is
+    decided by their distance. ``no_rope`` then warns with ``PositionWarning`` (chapter 9).
     """
 
     kind = "no_rope"
 
     def _apply(self) -> None:
+        windows = sliding_windows(self.backbone)
+        if windows:
+            warnings.warn(
+                f"{type(self.model).__name__} has sliding-window attention in layers {sorted(windows)} "
+                f"(window {sorted(set(windows.values()))} tokens): without RoPE it still depends on token "
+                "positions in any input longer than the window, because the window is positional. "
+                "For an order-free model use full attention in every layer "
+                "(Qwen: layer_types all 'full_attention'; Mistral: sliding_window=None).",
+                PositionWarning,
+                stacklevel=3,
+            )
         self._saved = self.backbone.rotary_emb
         self.backbone.rotary_emb = NoRoPE(self.backbone.config)
 

@@ -3,7 +3,8 @@
 Chapter 6 uses them to show which "bidirectional" patches really are. Each probe runs the
 backbone twice on made-up ``inputs_embeds`` and compares outputs:
 
-- ``attends_to_future``: change only the last input; does the first output change?
+- ``attends_to_future``: change only the last input; does any earlier output change? (Any, not
+  just the first: in a sliding-window model the first output may be out of the last input's reach.)
 - ``uses_positions``: permute the inputs; do the outputs do more than permute the same way?
 
 A causal model without RoPE still uses positions: the causal mask itself depends on order.
@@ -46,7 +47,7 @@ class ProbeReport:
                 f"attnviz probe report: {self.model} (backend {self.backend}, transformers {self.transformers})",
                 "  attends to the future: "
                 + verdict(self.attends_to_future, "YES (bidirectional)", "no (causal)")
-                + f"   changing the last input moved the first output by {self.future_effect:.3g}",
+                + f"   changing the last input moved earlier outputs by {self.future_effect:.3g}",
                 "  uses positions:        "
                 + verdict(self.uses_positions, "YES (order matters)", "no (permutation-equivariant)")
                 + f"   permuting the inputs changed the outputs by {self.permutation_effect:.3g}",
@@ -94,7 +95,7 @@ def probe_report(model: nn.Module, seq_len: int = DEFAULT_SEQ_LEN, seed: int = 0
 
             changed = embeds.clone()
             changed[:, -1] = _probe_inputs(backbone, seq_len, seed + 1)[:, -1]
-            future_effect = (_run(backbone, changed)[:, 0] - base[:, 0]).abs().max().item()
+            future_effect = (_run(backbone, changed)[:, :-1] - base[:, :-1]).abs().max().item()
 
             order = _derangement(seq_len, seed)
             permuted = _run(backbone, embeds[:, order])
@@ -117,7 +118,7 @@ def probe_report(model: nn.Module, seq_len: int = DEFAULT_SEQ_LEN, seed: int = 0
 
 
 def attends_to_future(model: nn.Module, **kwargs) -> bool:
-    """True if changing the last input changes the first output: the model attends both ways."""
+    """True if changing the last input changes an earlier output: the model attends both ways."""
     return probe_report(model, **kwargs).attends_to_future
 
 

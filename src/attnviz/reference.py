@@ -1,7 +1,8 @@
 """Readable re-implementations of Llama attention, each equal to its transformers counterpart.
 
-Chapters 1-4 rebuild these step by step; the tests check every function against transformers
-itself (``tests/test_reference.py``). Names follow transformers and the papers.
+Chapters 1-4 rebuild these step by step (chapter 9 adds Qwen3's QK-norm and sliding windows);
+the tests check every function against transformers itself (``tests/test_reference.py``).
+Names follow transformers and the papers.
 """
 
 import torch
@@ -102,6 +103,34 @@ def causal_mask(q_len: int, k_len: int | None = None, device=None) -> torch.Tens
     q_idx = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     k_idx = torch.arange(k_len, device=device)[None, :]
     return k_idx <= q_idx
+
+
+def sliding_window_mask(q_len: int, window: int, causal: bool = True) -> torch.Tensor:
+    """Boolean ``(q_len, q_len)`` mask of a sliding-window layer, True where query ``i`` may see key ``j``.
+
+    Causal (transformers' ``sliding_window_overlay`` and the causal mask): ``i - window < j <= i``,
+    the query and the ``window - 1`` tokens before it. Bidirectional (transformers'
+    ``sliding_window_bidirectional_overlay``): ``|i - j| <= window``, so ``window`` tokens on each side.
+    Chapter 9 checks both against transformers.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1 token; got {window}.")
+    offset = torch.arange(q_len)[:, None] - torch.arange(q_len)[None, :]  # i - j
+    if causal:
+        return (offset >= 0) & (offset < window)
+    return offset.abs() <= window
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """RMSNorm over the last dimension: ``x / sqrt(mean(x**2) + eps) * weight``, computed in float32.
+
+    Qwen3 applies it to each head's query and key (``q_norm``, ``k_norm``; chapter 9), Llama to
+    the hidden states before each block.
+    """
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(dtype)
 
 
 def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:

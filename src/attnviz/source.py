@@ -1,7 +1,8 @@
 """Quote library source in a chapter, straight from the installed package.
 
 A quote names the file, the line numbers and the library version it was read from, so the
-book can never show code that differs from what it executes. Chapter 1 introduces ``quote``.
+book can never show code that differs from what it executes. Chapter 1 introduces ``quote``;
+chapter 9 uses ``diff`` to show what Qwen3 and Mistral change in Llama's attention.
 """
 
 import inspect
@@ -81,3 +82,58 @@ def quote(obj, start: str | None = None, stop: str | None = None) -> Quote:
     code = textwrap.dedent("".join(lines[lo : hi + 1])).rstrip("\n")
     path = _package_path(inspect.getsourcefile(obj), top)
     return Quote(code, path, first + lo, first + hi, top, version)
+
+
+class Diff:
+    """A unified diff between the sources of two objects; renders as a ``diff`` code block."""
+
+    def __init__(self, old: Quote, new: Quote, lines: list[str]):
+        self.old = old
+        self.new = new
+        self.lines = lines
+
+    @property
+    def added(self) -> list[str]:
+        """The lines only ``new`` has, without the leading ``+``."""
+        return [line[1:] for line in self.lines if line.startswith("+") and not line.startswith("+++")]
+
+    @property
+    def removed(self) -> list[str]:
+        """The lines only ``old`` has, without the leading ``-``."""
+        return [line[1:] for line in self.lines if line.startswith("-") and not line.startswith("---")]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_markdown_(self) -> str:
+        return f"`{self.old.header}` → `{self.new.header}`\n\n```diff\n{self.text}\n```\n"
+
+
+def diff(old, new, context: int = 2) -> Diff:
+    """Diff the installed source of two objects, e.g. ``LlamaAttention.forward`` and ``Qwen3Attention.forward``.
+
+    Args:
+        old, new: functions, methods or classes, quoted whole as by ``quote``.
+        context: unchanged lines shown around each change.
+
+    Both sides are the installed code, unedited: lines that differ only by the model's name
+    (``Qwen3Config`` for ``LlamaConfig``) count as changes too.
+    """
+    import difflib
+
+    a, b = quote(old), quote(new)
+    lines = difflib.unified_diff(
+        a.code.splitlines(),
+        b.code.splitlines(),
+        fromfile=f"{a.path} ({a.package} {a.version})",
+        tofile=f"{b.path} ({b.package} {b.version})",
+        n=context,
+        lineterm="",
+    )
+    return Diff(a, b, list(lines))
