@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnviz-installed
 BUILD_FLAGS := -W -n --keep-going
 
-.PHONY: book test lint format sync clean help chromium bench
+.PHONY: book test lint format sync clean help chromium bench drift
 
 # The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -15,6 +15,7 @@ help:
 	@echo "make test   lint, package tests, every notebook, the book build"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml and strip outputs"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~15 min)"
+	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
 	@echo "make clean  remove _build (keeps .venv)"
 
 # Rebuilt only when a requirements file or pyproject.toml changes.
@@ -59,6 +60,12 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/capture_cost.py
 	-$(BIN)/python benchmarks/explorer_latency.py
 	-$(BIN)/python benchmarks/book_build.py
+
+# The drift watch (also weekly on GitHub): every transformers release newer than the pin, or the
+# newest when none is, in a throw-away environment next to .venv's torch. .venv is never changed.
+# DRIFT_VERSIONS="5.25.0 5.26.0" checks those instead. Exit 1 and a report when a claim changed.
+drift: $(STAMP)
+	$(BIN)/python scripts/drift.py $(if $(strip $(DRIFT_VERSIONS)),--versions $(DRIFT_VERSIONS))
 
 clean:
 	rm -rf _build

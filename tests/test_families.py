@@ -88,7 +88,7 @@ def test_tiny_model_refuses_a_config_of_another_family():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+@pytest.mark.parametrize("backend", ["eager", "sdpa", "flex_attention"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
 @pytest.mark.parametrize("padded", [False, True], ids=["no-padding", "padding"])
 def test_capture_equals_eager_output_attentions(family, backend, bidirectional, padded):

@@ -14,6 +14,7 @@ MAINTAINED = {
     "actions/configure-pages",
     "actions/upload-pages-artifact",
     "actions/deploy-pages",
+    "actions/upload-artifact",
 }
 
 
@@ -43,3 +44,18 @@ def test_readme_urls_follow_the_repository_setting():
     assert f"https://{owner}.github.io/{name}/" in readme
     for workflow in WORKFLOWS:
         assert f"https://github.com/{owner}/{name}/actions/workflows/{workflow.name}/badge.svg" in readme
+
+
+def test_drift_workflow_is_weekly_and_manual_and_uploads_its_report():
+    path = ROOT / ".github/workflows/drift.yml"
+    workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
+    triggers = workflow[True]
+    assert re.fullmatch(r"\d+ \d+ \* \* \d", triggers["schedule"][0]["cron"])  # once a week
+    assert "versions" in triggers["workflow_dispatch"]["inputs"]
+    steps = workflow["jobs"]["drift"]["steps"]
+    assert any(step.get("run") == "make drift" for step in steps)
+    upload = next(step for step in steps if step.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["if"] == "always()" and upload["with"]["path"] == "_build/drift/"
+    # the manual input reaches make through the environment, not pasted into a shell line
+    assert workflow["jobs"]["drift"]["env"]["DRIFT_VERSIONS"] == "${{ inputs.versions }}"
+    assert "${{" not in "".join(step.get("run", "") for step in steps)

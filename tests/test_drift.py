@@ -1,0 +1,122 @@
+"""The drift watch's parts (scripts/drift.py), on real pytest runs, a real kernel and the real compat data.
+
+The whole check (`make drift`) builds an environment and runs the book: minutes, so it runs weekly
+on GitHub and by hand, not here. These tests check each part it is made of.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import nbformat
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("drift", ROOT / "scripts" / "drift.py")
+drift = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(drift)
+
+
+def test_versions_newer_than_the_pin_oldest_first():
+    available = ["5.23.0", "5.24.0", "5.26.0", "5.25.1", "4.57.6"]
+    versions, why = drift.versions_to_check("5.24.0", available)
+    assert versions == ["5.25.1", "5.26.0"]
+    assert "2 release(s) newer than the pinned 5.24.0" in why
+
+
+def test_without_a_newer_release_the_newest_is_checked():
+    versions, why = drift.versions_to_check("5.24.0", ["5.23.0", "5.24.0"])
+    assert versions == ["5.24.0"]
+    assert why.startswith("no release newer than the pinned 5.24.0")
+
+
+def test_the_pin_is_read_from_requirements():
+    pinned = [
+        line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("transformers==")
+    ]
+    assert pinned == [f"transformers=={drift.pinned_transformers()}"]
+
+
+def test_every_chapter_of_the_toc_is_run_and_the_tests_exist():
+    assert [p.name for p in drift.chapters()] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for test in drift.DRIFT_TESTS:
+        assert (ROOT / test).is_file(), test
+
+
+def test_failed_tests_are_read_from_a_real_junit_file(tmp_path):
+    (tmp_path / "test_sample.py").write_text(
+        "def test_holds():\n    assert 1 + 1 == 2\n\n\ndef test_changed():\n    assert 'causal' == 'bidirectional'\n"
+    )
+    junit = tmp_path / "junit.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "test_sample.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    run, failures = drift.failed_tests(junit)
+    assert run == 2
+    assert [f["test"] for f in failures] == ["test_sample.py::test_changed"]
+    assert "AssertionError" in failures[0]["message"] and "bidirectional" in failures[0]["message"]
+
+
+def test_compat_changes_name_the_verdicts_that_moved():
+    pinned = json.loads((ROOT / "book" / "data" / "compat.json").read_text())
+    rows = [dict(r) for r in pinned if r["transformers"] == drift.pinned_transformers()]
+    assert rows and drift.compat_changes(rows, rows) == []
+    moved = [dict(r) for r in rows]
+    target = next(r for r in moved if r["patch"] == "seed" and r["backend"] == "eager")
+    target["attends_to_future"] = not target["attends_to_future"]
+    target["transformers"] = "9.9.9"
+    changes = drift.compat_changes(rows, moved)
+    assert [(c["patch"], c["backend"]) for c in changes] == [("seed", "eager")]
+    assert changes[0]["pinned"]["attends_to_future"] != changes[0]["new"]["attends_to_future"]
+    # a row that disappears is a change too
+    assert [(c["patch"], c["new"]) for c in drift.compat_changes(rows, moved[1:])][-1] == (moved[0]["patch"], None)
+
+
+def test_a_chapter_whose_claim_fails_is_reported_with_the_claim(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("x = 2"),
+        nbformat.v4.new_code_cell("print('checking')\nassert x == 3, 'the claim changed'"),
+    ]
+    path = tmp_path / "99_claims.ipynb"
+    nbformat.write(nb, path)
+    result = drift.run_chapter(path)
+    assert result["ok"] is False and result["cell"] == 2
+    assert result["claim"] == "assert x == 3, 'the claim changed'"
+    assert result["error"] == "AssertionError: the claim changed"
+    nb.cells[2].source = "assert x == 2"
+    nbformat.write(nb, path)
+    assert drift.run_chapter(path) == {"chapter": "99_claims.ipynb", "ok": True}
+
+
+def test_report_says_what_changed():
+    results = [
+        {
+            "transformers": "9.9.9",
+            "torch": "2.13.0+cpu",
+            "tests": {"run": 10, "failed": [{"test": "tests/test_patch.py::test_x", "message": "AssertionError"}]},
+            "chapters": [
+                {"chapter": "06_bidirectional_patch.ipynb", "ok": False, "cell": 7, "claim": "assert a", "error": "E"}
+            ],
+            "compat": [
+                {"patch": "attnviz", "backend": "eager", "pinned": {"refused": False}, "new": {"refused": True}}
+            ],
+            "drift": True,
+        }
+    ]
+    report = drift.render(results, "5.24.0", "checking the requested release(s) 9.9.9")
+    assert "## transformers 9.9.9 (torch 2.13.0+cpu): DRIFT" in report
+    assert "`tests/test_patch.py::test_x`" in report
+    assert "06_bidirectional_patch.ipynb, cell 7: `assert a`" in report
+    assert "attnviz / eager: 5.24.0 {'refused': False} -> 9.9.9 {'refused': True}" in report
+
+
+def test_make_drift_runs_the_script_and_installs_nothing_itself():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndrift:")[1].split("\n\n")[0]
+    assert "scripts/drift.py" in recipe and "DRIFT_VERSIONS" in recipe
+    assert "pip install" not in recipe  # the environment is the script's own, never .venv
