@@ -283,3 +283,18 @@ def test_capture_follows_flash_window_rule(is_causal):
     offset = torch.arange(SEQ)[:, None] - torch.arange(SEQ)[None, :]  # i - j
     expected = (offset <= left) & (-offset <= (0 if kwargs["causal"] else right))
     assert torch.equal(allowed[0, 0], expected)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_through_a_for_causal_lm_wrapper(family):
+    config = attnviz.tiny_config(family, attn_implementation="sdpa", **FAMILY_FIELDS[family])
+    wrapper = WRAPPERS[family](config).eval()
+    with _patches(wrapper, bidirectional=True):
+        captured = attnviz.capture_attention(wrapper, input_ids=IDS, attention_mask=PADDED)
+    wrapper.set_attn_implementation("eager")
+    with _patches(wrapper, bidirectional=True), torch.no_grad():
+        expected = wrapper(input_ids=IDS, attention_mask=PADDED, output_attentions=True).attentions
+    for layer, (got, want) in enumerate(zip(captured, expected, strict=True)):
+        assert_close(got, want)
+        if layer in SLIDING_LAYERS[family]:
+            assert torch.all(got[1][..., ~sliding_window_mask(SEQ, WINDOW, causal=False)] == 0)
