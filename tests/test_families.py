@@ -298,3 +298,14 @@ def test_capture_through_a_for_causal_lm_wrapper(family):
         assert_close(got, want)
         if layer in SLIDING_LAYERS[family]:
             assert torch.all(got[1][..., ~sliding_window_mask(SEQ, WINDOW, causal=False)] == 0)
+
+
+def test_explorer_on_a_windowed_qwen3_reports_that_positions_remain():
+    model = _model("qwen3")
+    explorer = attnviz.AttentionExplorer(model, None, IDS[:1])
+    with pytest.warns(attnviz.PositionWarning):  # every NoRoPE redraw of a windowed model says so
+        explorer.rope.value = "NoRoPE"
+        explorer.causal.value = "bidirectional"
+        explorer.layer.value = 1
+    assert "attends both ways, uses positions" in explorer.status.value
+    assert explorer.redraws == 4 and bytes(explorer.image.value).startswith(b"\x89PNG")

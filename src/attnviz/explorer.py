@@ -57,7 +57,7 @@ class AttentionExplorer:
     weights moved from the unpatched model. Display it as the last expression of a cell.
 
     Args:
-        model: a Llama-family model; default the book's demo model (``attnviz.load_demo``).
+        model: a Llama, Mistral, Qwen2 or Qwen3 model; default the book's demo model (``attnviz.load_demo``).
         tokenizer: its tokenizer (the demo's by default); used for labels and for typed text.
         input_ids: ``(1, seq)`` ids; default ``attnviz.demo_example()``.
     """
