@@ -4,7 +4,6 @@ Every family is built tiny and random, with sliding windows where the family has
 window covers every layer, Qwen2 and Qwen3 mix full and sliding layers through ``layer_types``.
 """
 
-import contextlib
 import subprocess
 import sys
 import warnings
@@ -22,6 +21,7 @@ from transformers import (
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention, Qwen3RMSNorm
 
 import attnviz
+from attnviz.explorer import patched
 from attnviz.reference import rms_norm, sliding_window_mask
 
 WINDOW = 4
@@ -47,14 +47,7 @@ def _model(family, backend="eager", seed=0, **extra):
 
 
 def _patches(model, bidirectional=False, no_rope=False):
-    stack = contextlib.ExitStack()
-    if bidirectional:
-        stack.enter_context(attnviz.bidirectional(model))
-    if no_rope:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", attnviz.PositionWarning)
-            stack.enter_context(attnviz.no_rope(model))
-    return stack
+    return patched(model, causal=not bidirectional, rope=not no_rope)
 
 
 def test_tiny_configs_build_each_family_with_the_windows_asked_for():
@@ -200,7 +193,7 @@ def test_patches_restore_each_family_bitwise(family):
     model = _model(family, "sdpa")
     with torch.no_grad():
         before = model(input_ids=IDS).last_hidden_state
-        with _patches(model, bidirectional=True, no_rope=True):
+        with pytest.warns(attnviz.PositionWarning), _patches(model, bidirectional=True, no_rope=True):
             assert not torch.equal(model(input_ids=IDS).last_hidden_state, before)
         assert torch.equal(model(input_ids=IDS).last_hidden_state, before)
     assert "forward" not in vars(model)

@@ -27,6 +27,12 @@ FAMILIES: dict[str, tuple[type[PreTrainedConfig], type[PreTrainedModel]]] = {
 }
 
 
+def _classes(family: str) -> tuple[type[PreTrainedConfig], type[PreTrainedModel]]:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; attnviz builds {', '.join(FAMILIES)}.")
+    return FAMILIES[family]
+
+
 def _attn_implementations() -> list[str]:
     """eager plus every name registered in transformers' attention registry (yours included)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -66,9 +72,7 @@ def tiny_config(family: str = "llama", **overrides) -> PreTrainedConfig:
         initializer_range=0.1,
         attn_implementation="eager",
     )
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; attnviz builds {', '.join(FAMILIES)}.")
-    config_class = FAMILIES[family][0]
+    config_class = _classes(family)[0]
     if family == "mistral":
         fields["sliding_window"] = None  # Mistral's default window (4096) would hide behind short inputs
     fields.update(overrides)
@@ -120,13 +124,11 @@ def tiny_model(family: str = "llama", config: PreTrainedConfig | None = None, *,
 
     The model is in eval mode, so dropout is off.
     """
+    config_class, model_class = _classes(family)
     if config is None:
         config = tiny_config(family, **overrides)
     elif overrides:
         raise ValueError(f"pass either a config or config fields, not both (got {sorted(overrides)}).")
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; attnviz builds {', '.join(FAMILIES)}.")
-    config_class, model_class = FAMILIES[family]
     if not isinstance(config, config_class):
         raise ValueError(f"a {family} model needs a {config_class.__name__}; got a {type(config).__name__}.")
     with torch.random.fork_rng(devices=[]):
