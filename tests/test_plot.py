@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 def attentions():
     ids = torch.tensor([[5, 17, 42, 8, 5, 99]])
     with torch.no_grad():
-        return attnviz.tiny_llama()(ids, output_attentions=True).attentions
+        return attnviz.tiny_model()(ids, output_attentions=True).attentions
 
 
 def _image(fig):

@@ -13,8 +13,9 @@ import threading
 from urllib.parse import urljoin, urlparse
 
 import pytest
-import yaml
-from conftest import HTML, ROOT
+from conftest import HTML, PAGES, ROOT
+
+pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 # Debian's chromium by default; ATTNVIZ_CHROMIUM names another Chromium-based browser (e.g. on CI images).
 CHROMIUM = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,14 +26,6 @@ ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-def _toc_pages():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-
-
-PAGES = _toc_pages()
 
 
 @pytest.fixture(scope="module")
