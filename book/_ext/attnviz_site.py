@@ -15,6 +15,7 @@
 
 from pathlib import Path
 
+from sphinx.errors import ExtensionError
 from sphinx.util.fileutil import copy_asset
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -27,6 +28,21 @@ MATHJAX_FOLDERS = ("a11y", "adaptors", "input", "output", "sre", "ui")
 
 def _add_static(app, config):
     config.html_static_path.append(str(STATIC))
+
+
+def _mathjax_es5() -> Path:
+    try:
+        import mathjax  # django-static-mathjax: MathJax 3's files, no Django needed
+    except ImportError:
+        raise ExtensionError(
+            "the book serves MathJax itself, from the django-static-mathjax package: "
+            "pip install -r requirements.txt (or `make book`, which does)"
+        ) from None
+    return Path(mathjax.__file__).resolve().parent / "static" / "mathjax" / "es5"
+
+
+def _check_mathjax(app, config):
+    _mathjax_es5()  # fail at the start of a build, not after every chapter has run
 
 
 def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
@@ -71,9 +87,7 @@ def _drop_unused_widget_state(app, pagename, templatename, context, doctree):
 def _copy_mathjax(app, exception):
     if exception is not None or app.builder.format != "html":
         return
-    import mathjax  # django-static-mathjax: MathJax 3's files, no Django needed
-
-    es5 = Path(mathjax.__file__).resolve().parent / "static" / "mathjax" / "es5"
+    es5 = _mathjax_es5()
     target = Path(app.outdir) / "_static" / "mathjax"
     target.mkdir(parents=True, exist_ok=True)
     copy_asset(str(es5 / MATHJAX_BUNDLE), str(target))
@@ -83,6 +97,7 @@ def _copy_mathjax(app, exception):
 
 def setup(app):
     app.connect("config-inited", _add_static)
+    app.connect("config-inited", _check_mathjax)
     app.add_css_file("attnviz-site.css")
     app.add_js_file("attnviz-site.js")
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
