@@ -19,7 +19,7 @@ help:
 	@echo "make book   build the site into _build/html (sets up .venv first)"
 	@echo "make test   lint, package tests, every notebook, the book build, the browser checks"
 	@echo "make test-fast  lint and the package tests only (no book build, no browser; under 2 minutes)"
-	@echo "make sync   rewrite each chapter's setup cell from _config.yml and strip outputs"
+	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~15 min)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
 	@echo "make clean  remove _build (keeps .venv)"
@@ -44,11 +44,13 @@ chromium:
 
 test: $(STAMP) chromium lint
 	$(BIN)/python scripts/sync_notebooks.py --check
+	$(BIN)/python scripts/sync_data.py --check
 	$(BIN)/python -m pytest
 
 # The package tests alone: what to run after each change to src/attnviz. `make test` before a commit.
 test-fast: $(STAMP) lint
 	$(BIN)/python scripts/sync_notebooks.py --check
+	$(BIN)/python scripts/sync_data.py --check
 	$(BIN)/python -m pytest -m "not book and not browser"
 
 lint: $(STAMP)
@@ -61,6 +63,7 @@ format: $(STAMP)
 
 sync: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py
+	$(BIN)/python scripts/sync_data.py
 
 # Each script prints its figures and writes benchmarks/results/*.json; a missed target is reported,
 # and the next script still runs. benchmarks/gpu.py needs a CUDA machine: run it there.
@@ -70,6 +73,7 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/capture_cost.py
 	-$(BIN)/python benchmarks/explorer_latency.py
 	-$(BIN)/python benchmarks/book_build.py
+	$(BIN)/python scripts/sync_data.py
 
 # The drift watch (also weekly on GitHub): every transformers release newer than the pin, or the
 # newest when none is, in a throw-away environment next to .venv's torch. .venv is never changed.

@@ -1,7 +1,7 @@
 """The built site as a reader meets it: headless Chromium (Debian's) driven by Playwright.
 
-`make test` installs chromium with apt when it is missing. Screenshots of every page land in
-_build/screenshots/.
+`make test` installs chromium with apt when it is missing. Screenshots of every page, at 1280 px
+and 390 px, land in _build/screenshots/ (tests/test_site_reader.py takes them).
 """
 
 import functools
@@ -13,7 +13,7 @@ import threading
 from urllib.parse import urljoin, urlparse
 
 import pytest
-from conftest import HTML, PAGES, ROOT
+from conftest import HTML, PAGES
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
@@ -70,10 +70,6 @@ def test_page_loads_cleanly_with_its_images(browser, server, page_name):
     images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.src, i.complete && i.naturalWidth > 0])")
     broken = [src for src, ok in images if not ok]
     assert not broken, f"{page_name}: images that did not load: {broken}"
-
-    screenshots = ROOT / "_build" / "screenshots"
-    screenshots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(screenshots / f"{page_name.replace('/', '_')}.png"), full_page=False)
     page.close()
 
 
