@@ -24,6 +24,7 @@ _EXPORTS = {
     "capture_attention": "capture",
     "AttentionExplorer": "explorer",
     "static_view": "explorer",
+    "write_live_model": "weblive",
     "load_demo": "demo",
     "demo_example": "demo",
     "tiny_llama": "models",
