@@ -297,7 +297,7 @@
 
   // ---------------------------------------------------------------- the layers
 
-  /** One dot product a[aStart..] . b[bStart..] of length n, as MKL's sgemm sums it (see linear). */
+  /** One dot product a[aStart..] . b[bStart..] of length n, as MKL's sgemm sums it (see matmulNT). */
   function dot(a, aStart, b, bStart, n) {
     let sum = 0;
     for (let i = 0; i < n; i++) sum = fma32(a[aStart + i], b[bStart + i], sum);
@@ -305,51 +305,58 @@
   }
 
   /**
-   * nn.Linear without bias: x (rows, inFeatures) @ weight.T -> (rows, outFeatures); weight is
-   * (outFeatures, inFeatures) as nn.Linear stores it.
+   * A @ B^T for row-major A (rows, n) and B (cols, n) read with strides: row r of A starts at
+   * a[aStart + r * aStride], row c of B at b[bStart + c * bStride]. Returns (rows, cols).
    *
    * Each output is a chain of float32 fused multiply-adds over i = 0, 1, 2, ... in order: this
    * is how torch's CPU matmul (MKL sgemm) sums float32 for these shapes, bit for bit. The loop
-   * computes a block of 2 rows x 4 outputs at once, so that every value loaded is used two or
-   * four times (about 3x faster in V8 than one dot product at a time); each output still sums
-   * exactly as dot() does.
+   * computes a block of 2 rows x 4 columns at once: the eight chains are independent, so the
+   * CPU overlaps them, and every value loaded is used two or four times (about 3x faster in V8
+   * than one dot product at a time). Each output still sums exactly as dot() does.
    */
-  function linear(x, weight, rows, inFeatures, outFeatures) {
-    const n = inFeatures;
-    const y = new Float32Array(rows * outFeatures);
+  function matmulNT(a, aStart, aStride, b, bStart, bStride, rows, cols, n) {
+    const y = new Float32Array(rows * cols);
     let r = 0;
     for (; r + 1 < rows; r += 2) {
-      const x0 = r * n;
-      const x1 = x0 + n;
-      const y0 = r * outFeatures;
-      const y1 = y0 + outFeatures;
-      let o = 0;
-      for (; o + 3 < outFeatures; o += 4) {
-        const w0 = o * n;
-        const w1 = w0 + n;
-        const w2 = w1 + n;
-        const w3 = w2 + n;
+      const x0 = aStart + r * aStride;
+      const x1 = x0 + aStride;
+      const y0 = r * cols;
+      const y1 = y0 + cols;
+      let c = 0;
+      for (; c + 3 < cols; c += 4) {
+        const w0 = bStart + c * bStride;
+        const w1 = w0 + bStride;
+        const w2 = w1 + bStride;
+        const w3 = w2 + bStride;
         let a0 = 0, a1 = 0, a2 = 0, a3 = 0; // row r
         let b0 = 0, b1 = 0, b2 = 0, b3 = 0; // row r + 1
         for (let i = 0; i < n; i++) {
-          const u = x[x0 + i];
-          const v = x[x1 + i];
-          const c0 = weight[w0 + i], c1 = weight[w1 + i], c2 = weight[w2 + i], c3 = weight[w3 + i];
+          const u = a[x0 + i];
+          const v = a[x1 + i];
+          const c0 = b[w0 + i], c1 = b[w1 + i], c2 = b[w2 + i], c3 = b[w3 + i];
           a0 = f32(a0 + u * c0); a1 = f32(a1 + u * c1); a2 = f32(a2 + u * c2); a3 = f32(a3 + u * c3);
           b0 = f32(b0 + v * c0); b1 = f32(b1 + v * c1); b2 = f32(b2 + v * c2); b3 = f32(b3 + v * c3);
         }
-        y[y0 + o] = a0; y[y0 + o + 1] = a1; y[y0 + o + 2] = a2; y[y0 + o + 3] = a3;
-        y[y1 + o] = b0; y[y1 + o + 1] = b1; y[y1 + o + 2] = b2; y[y1 + o + 3] = b3;
+        y[y0 + c] = a0; y[y0 + c + 1] = a1; y[y0 + c + 2] = a2; y[y0 + c + 3] = a3;
+        y[y1 + c] = b0; y[y1 + c + 1] = b1; y[y1 + c + 2] = b2; y[y1 + c + 3] = b3;
       }
-      for (; o < outFeatures; o++) {
-        y[y0 + o] = dot(x, x0, weight, o * n, n);
-        y[y1 + o] = dot(x, x1, weight, o * n, n);
+      for (; c < cols; c++) {
+        y[y0 + c] = dot(a, x0, b, bStart + c * bStride, n);
+        y[y1 + c] = dot(a, x1, b, bStart + c * bStride, n);
       }
     }
     for (; r < rows; r++) {
-      for (let o = 0; o < outFeatures; o++) y[r * outFeatures + o] = dot(x, r * n, weight, o * n, n);
+      for (let c = 0; c < cols; c++) y[r * cols + c] = dot(a, aStart + r * aStride, b, bStart + c * bStride, n);
     }
     return y;
+  }
+
+  /**
+   * nn.Linear without bias: x (rows, inFeatures) @ weight.T -> (rows, outFeatures); weight is
+   * (outFeatures, inFeatures) as nn.Linear stores it.
+   */
+  function linear(x, weight, rows, inFeatures, outFeatures) {
+    return matmulNT(x, 0, inFeatures, weight, 0, inFeatures, rows, outFeatures, inFeatures);
   }
 
   /** LlamaRMSNorm: weight * (x * rsqrt(mean(x^2) + eps)), per row of x (rows, hidden). */
@@ -403,14 +410,15 @@
     const output = new Float32Array(seq * heads * headDim); // (seq, heads * head_dim)
     for (let h = 0; h < heads; h++) {
       const kvh = Math.floor(h / numKeyValueGroups);
+      // query_states @ key_states^T for this head: (q_len, k_len). The causal mask's keys are
+      // computed too (it is quicker than skipping them) and then left out.
+      const scores = matmulNT(query, h * headDim, heads * headDim, key, kvh * headDim, kvHeads * headDim, seq, seq, headDim);
       for (let i = 0; i < seq; i++) {
-        const q = (i * heads + h) * headDim;
         const row = (h * seq + i) * seq;
         const lastKey = bidirectional ? seq - 1 : i; // the causal mask: query i sees keys 0..i
-        // scores = (query @ key^T) * scaling; the masked ones are never needed: their exp is 0
         let max = -Infinity;
         for (let j = 0; j <= lastKey; j++) {
-          const score = f32(dot(query, q, key, (j * kvHeads + kvh) * headDim, headDim) * scaling);
+          const score = f32(scores[i * seq + j] * scaling);
           weights[row + j] = score;
           if (score > max) max = score;
         }
@@ -419,12 +427,14 @@
         for (let j = 0; j <= lastKey; j++) weights[row + j] = expf(f32(weights[row + j] - max));
         const inverse = f32(1 / vectorSum16(weights, row, seq));
         for (let j = 0; j <= lastKey; j++) weights[row + j] = f32(weights[row + j] * inverse);
-        // attn_output = attn_weights @ value_states (masked keys add 0 * value, nothing)
+        // attn_output = attn_weights @ value_states: for each of the head_dim outputs a chain of
+        // fused multiply-adds over the keys in order; the chains run side by side, and storing
+        // into the Float32Array rounds each step to float32. Masked keys would add 0 * value.
         const out = (i * heads + h) * headDim;
-        for (let d = 0; d < headDim; d++) {
-          let acc = 0;
-          for (let j = 0; j <= lastKey; j++) acc = fma32(weights[row + j], value[(j * kvHeads + kvh) * headDim + d], acc);
-          output[out + d] = acc;
+        for (let j = 0; j <= lastKey; j++) {
+          const weight = weights[row + j];
+          const v = (j * kvHeads + kvh) * headDim;
+          for (let d = 0; d < headDim; d++) output[out + d] += weight * value[v + d];
         }
       }
     }
