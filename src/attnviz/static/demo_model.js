@@ -24,9 +24,12 @@
  * rounds where torch's CPU kernels round: matmuls as one float32 fused multiply-add per term in
  * index order (MKL's sgemm), sums as ATen's vectorized reductions add their lanes, exp as SLEEF's
  * expf (which ATen uses), and RoPE's cos/sin tables computed by transformers itself at build
- * time. That is what makes the page agree with torch to ~1e-6 in the logits: summed in exact
- * arithmetic instead, the result would be nearer the true value but about 1e-4 away from torch,
- * because on some inputs the network amplifies float32 rounding that much.
+ * time. That is what makes the page agree with torch 2.13 on an x86-64 CPU with AVX-512 (where
+ * the book is built) to ~2e-6 in the attention weights and ~2e-5 in the logits, most inputs bit
+ * for bit; short inputs differ a little, because MKL takes another path for a few rows. Summed
+ * in exact arithmetic instead, the result would be nearer the true value but up to ~3e-4 away
+ * from torch in the logits: on some inputs the network amplifies float32 rounding that much.
+ * On a CPU where torch adds in another order, the agreement is at that float32 level.
  */
 (function (root) {
   "use strict";
@@ -309,10 +312,11 @@
    * a[aStart + r * aStride], row c of B at b[bStart + c * bStride]. Returns (rows, cols).
    *
    * Each output is a chain of float32 fused multiply-adds over i = 0, 1, 2, ... in order: this
-   * is how torch's CPU matmul (MKL sgemm) sums float32 for these shapes, bit for bit. The loop
-   * computes a block of 2 rows x 4 columns at once: the eight chains are independent, so the
-   * CPU overlaps them, and every value loaded is used two or four times (about 3x faster in V8
-   * than one dot product at a time). Each output still sums exactly as dot() does.
+   * is how torch's CPU matmul (MKL sgemm) sums float32 for the demo's shapes, bit for bit from
+   * about 11 rows on (fewer rows take another MKL path). The loop computes a block of 2 rows x 4
+   * columns at once: the eight chains are independent, so the CPU overlaps them, and every value
+   * loaded is used two or four times (2-3x faster in V8 than one dot product at a time). Each
+   * output still sums exactly as dot() does.
    */
   function matmulNT(a, aStart, aStride, b, bStart, bStride, rows, cols, n) {
     const y = new Float32Array(rows * cols);
