@@ -230,6 +230,10 @@ def test_a_page_without_the_weights_says_so(browser, tmp_path):
     message = page.evaluate("() => window.attnvizDemo.ready.then(() => null, (error) => error.message)")
     assert "no weights" in message and weblive.WEIGHTS_NAME in message
     assert "await attnvizDemo.ready" in run_error(page, "ab")
+    # the weights script arriving later (say, loaded async) is picked up by the next ready
+    page.add_script_tag(path=str(tmp_path / weblive.WEIGHTS_NAME))
+    page.evaluate("async () => { await window.attnvizDemo.ready; }")
+    assert run(page, ["ab"])[0]["tokens"] == ["<bos>", "a", "b"]
     page.close()
 
 

@@ -231,7 +231,10 @@
   let model = null;
   let loading = null;
 
-  /** Decode `globalThis.attnvizDemoWeights` once; resolves to the model. */
+  /**
+   * Decode `globalThis.attnvizDemoWeights` once; resolves to the model. A failed load is not
+   * kept, so a page that loads the weights script later can simply call load() again.
+   */
   function load() {
     if (!loading) {
       loading = (async () => {
@@ -252,6 +255,9 @@
         model = buildModel(packed, values);
         return model;
       })();
+      loading.catch(() => {
+        loading = null;
+      });
     }
     return loading;
   }
