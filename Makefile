@@ -14,7 +14,7 @@ help:
 	@echo "make book   build the site into _build/html (sets up .venv first)"
 	@echo "make test   lint, package tests, every notebook, the book build"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml and strip outputs"
-	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~15 min)"
+	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~25 min)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
 	@echo "make clean  remove _build (keeps .venv)"
 
@@ -59,6 +59,7 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/patch_cost.py
 	-$(BIN)/python benchmarks/capture_cost.py
 	-$(BIN)/python benchmarks/explorer_latency.py
+	-$(BIN)/python benchmarks/live_model.py
 	-$(BIN)/python benchmarks/book_build.py
 
 # The drift watch (also weekly on GitHub): every transformers release newer than the pin, or the

@@ -8,13 +8,13 @@ Writes the two scripts of ``attnviz.write_live_model`` next to a bare test page,
   |d attention| <= 1e-5, max |d logit| <= 1e-4. For scale, the same figure between torch's
   float32 model and a float64 copy of it is printed too. A share of the inputs is also run from
   file:// and must give the very same numbers.
-- speed: the forward pass alone (``forward`` on token ids, typed arrays) and the ``run`` hook
-  (tokenize + forward + plain arrays), p50/p95 at 8, 32 and 64 tokens, alternating the variants
-  as a reader flipping controls would. The page's target (forward and redraw, p95 <= 50 ms at 32
+- speed: the forward pass alone (tokenize + ``forward``, typed arrays) and the ``run`` hook
+  (the same + plain nested arrays), p50/p95 at 8, 32 and 64 tokens, after a warm-up, alternating
+  the variants as a reader flipping controls would. The page's target (forward and redraw, p95 <= 50 ms at 32
   tokens) needs the redraw too, so it is measured where the page exists.
 - bytes: what the two scripts add to a page, as written and gzipped.
 
-    .venv/bin/python benchmarks/live_model.py [--inputs 200] [--repeats 60]
+    .venv/bin/python benchmarks/live_model.py [--inputs 200] [--repeats 100]
 """
 
 import argparse
@@ -115,20 +115,23 @@ def equality(page, file_page, model, tokenizer, texts, file_share: int) -> dict:
     return worst | {"file_identical": file_identical}
 
 
-TIMING = """([text, repeats, hook]) => {
+TIMING = """([text, repeats]) => {
   const demo = window.attnvizDemo;
-  const ids = demo.tokenize(text).ids;
   const variants = [[false, false], [true, false], [false, true], [true, true]];
-  const call = (i) => {
-    const [bidirectional, noRope] = variants[i % 4];
-    return hook === "run" ? demo.run(text, {bidirectional, noRope}) : demo.forward(ids, {bidirectional, noRope});
-  };
-  for (let i = 0; i < 8; i++) call(i);  // warm up the JIT
-  const times = [];
+  const options = (i) => ({bidirectional: variants[i % 4][0], noRope: variants[i % 4][1]});
+  const forwardOnly = (i) => demo.forward(demo.tokenize(text).ids, options(i));
+  const hook = (i) => demo.run(text, options(i));
+  // warm up until V8 has optimised both paths, then time them in alternation, so that drift in
+  // the machine's load touches both alike
+  for (let i = 0; i < 40; i++) { forwardOnly(i); hook(i); }
+  const times = {forward: [], run: []};
   for (let i = 0; i < repeats; i++) {
-    const start = performance.now();
-    call(i);
-    times.push(performance.now() - start);
+    let start = performance.now();
+    forwardOnly(i);
+    times.forward.push(performance.now() - start);
+    start = performance.now();
+    hook(i);
+    times.run.push(performance.now() - start);
   }
   return times;
 }"""
@@ -142,7 +145,7 @@ def percentile(times, q):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inputs", type=int, default=200, help="random inputs for the equality check")
-    parser.add_argument("--repeats", type=int, default=60, help="timed forward passes per length and hook")
+    parser.add_argument("--repeats", type=int, default=100, help="timed forward passes per length and hook")
     parser.add_argument("--file-share", type=int, default=40, help="inputs also run from file://")
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
@@ -165,23 +168,22 @@ def main() -> int:
         file_page, file_requests, _ = open_page(browser, (directory / "index.html").as_uri())
         version = browser.version
 
-        start = time.perf_counter()
-        errors = equality(page, file_page, model, tokenizer, texts, min(args.file_share, len(texts)))
-        equality_s = time.perf_counter() - start
-
         letters = "thequickbrownfxjmpsvlazydg" * 2
-        timings = []
+        timings = []  # first, while the machine is as quiet as when the script started
         load_average = os.getloadavg()[0]  # other work on this machine slows the timings down
         for length in LENGTHS:
             half = (length - 2) // 2  # <bos>, letters, |, letters: the copy task
             text = letters[:half] + "|" + letters[: length - 2 - half]
             assert len(weblive.text_tokens(text)) == length
             row = {"tokens": length}
-            for hook in ("forward", "run"):
-                times = page.evaluate(TIMING, [text, args.repeats, hook])
+            for hook, times in page.evaluate(TIMING, [text, args.repeats]).items():
                 row[f"{hook}_p50_ms"] = statistics.median(times)
                 row[f"{hook}_p95_ms"] = percentile(times, 0.95)
             timings.append(row)
+
+        start = time.perf_counter()
+        errors = equality(page, file_page, model, tokenizer, texts, min(args.file_share, len(texts)))
+        equality_s = time.perf_counter() - start
         browser.close()
 
     origin = url.rsplit("/", 1)[0] + "/"
