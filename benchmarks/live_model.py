@@ -10,7 +10,8 @@ Writes the two scripts of ``attnviz.write_live_model`` next to a bare test page,
   file:// and must give the very same numbers.
 - speed: the forward pass alone (tokenize + ``forward``, typed arrays) and the ``run`` hook
   (the same + plain nested arrays), p50/p95 at 8, 32 and 64 tokens, after a warm-up, alternating
-  the variants as a reader flipping controls would. The page's target (forward and redraw, p95 <= 50 ms at 32
+  the variants as a reader flipping controls would. The lengths take turns in rounds, because
+  this shared machine's speed drifts by up to 1.6x over seconds (a fixed matmul loop shows it). The page's target (forward and redraw, p95 <= 50 ms at 32
   tokens) needs the redraw too, so it is measured where the page exists.
 - bytes: what the two scripts add to a page, as written and gzipped.
 
@@ -115,26 +116,32 @@ def equality(page, file_page, model, tokenizer, texts, file_share: int) -> dict:
     return worst | {"file_identical": file_identical}
 
 
-TIMING = """([text, repeats]) => {
+TIMING = """([texts, repeats, rounds]) => {
   const demo = window.attnvizDemo;
   const variants = [[false, false], [true, false], [false, true], [true, true]];
   const options = (i) => ({bidirectional: variants[i % 4][0], noRope: variants[i % 4][1]});
-  const forwardOnly = (i) => demo.forward(demo.tokenize(text).ids, options(i));
-  const hook = (i) => demo.run(text, options(i));
-  // warm up until V8 has optimised both paths, then time them in alternation, so that drift in
-  // the machine's load touches both alike
-  for (let i = 0; i < 40; i++) { forwardOnly(i); hook(i); }
-  const times = {forward: [], run: []};
-  for (let i = 0; i < repeats; i++) {
-    let start = performance.now();
-    forwardOnly(i);
-    times.forward.push(performance.now() - start);
-    start = performance.now();
-    hook(i);
-    times.run.push(performance.now() - start);
+  const forwardOnly = (text, i) => demo.forward(demo.tokenize(text).ids, options(i));
+  const hook = (text, i) => demo.run(text, options(i));
+  // Warm up until V8 has optimised both paths. Then time them call by call in alternation, and
+  // the lengths in rounds: this machine's speed drifts (other work, shared cores), and so every
+  // figure sees the same mix of fast and slow moments.
+  for (const text of texts) for (let i = 0; i < 40; i++) { forwardOnly(text, i); hook(text, i); }
+  const times = texts.map(() => ({forward: [], run: []}));
+  for (let round = 0; round < rounds; round++) {
+    texts.forEach((text, t) => {
+      for (let i = 0; i < repeats / rounds; i++) {
+        let start = performance.now();
+        forwardOnly(text, i);
+        times[t].forward.push(performance.now() - start);
+        start = performance.now();
+        hook(text, i);
+        times[t].run.push(performance.now() - start);
+      }
+    });
   }
   return times;
 }"""
+ROUNDS = 5
 
 
 def percentile(times, q):
@@ -169,16 +176,19 @@ def main() -> int:
         version = browser.version
 
         letters = "thequickbrownfxjmpsvlazydg" * 2
-        timings = []  # first, while the machine is as quiet as when the script started
-        load_average = os.getloadavg()[0]  # other work on this machine slows the timings down
-        for length in LENGTHS:
-            half = (length - 2) // 2  # <bos>, letters, |, letters: the copy task
-            text = letters[:half] + "|" + letters[: length - 2 - half]
-            assert len(weblive.text_tokens(text)) == length
+        texts_timed = []
+        for length in LENGTHS:  # <bos>, letters, |, letters: the copy task
+            half = (length - 2) // 2
+            texts_timed.append(letters[:half] + "|" + letters[: length - 2 - half])
+            assert len(weblive.text_tokens(texts_timed[-1])) == length
+        # first, while the machine is as quiet as when the script started
+        load_average = os.getloadavg()[0]
+        timings = []
+        for length, times in zip(LENGTHS, page.evaluate(TIMING, [texts_timed, args.repeats, ROUNDS]), strict=True):
             row = {"tokens": length}
-            for hook, times in page.evaluate(TIMING, [text, args.repeats]).items():
-                row[f"{hook}_p50_ms"] = statistics.median(times)
-                row[f"{hook}_p95_ms"] = percentile(times, 0.95)
+            for hook in ("forward", "run"):
+                row[f"{hook}_p50_ms"] = statistics.median(times[hook])
+                row[f"{hook}_p95_ms"] = percentile(times[hook], 0.95)
             timings.append(row)
 
         start = time.perf_counter()
@@ -215,8 +225,8 @@ def main() -> int:
         f"first run() (32 tokens, cold JIT) {load['first_run_32_tokens_ms']:.0f} ms"
     )
     print(
-        f"time per call, {args.repeats} calls alternating the four variants (ms; "
-        f"load average {load_average:.1f} on {os.cpu_count()} CPUs when timing started):"
+        f"time per call, {args.repeats} calls per length alternating the four variants, in {ROUNDS} rounds "
+        f"(ms; load average {load_average:.1f} on {os.cpu_count()} CPUs when timing started):"
     )
     for row in timings:
         print(
@@ -243,6 +253,7 @@ def main() -> int:
         "bytes_gzipped": gzipped,
         "requests_off_origin": off_origin,
         "repeats": args.repeats,
+        "rounds": ROUNDS,
     }
     print(f"wrote {write('live_model', timings, extra)}")
     return 0 if ok else 1
