@@ -11,8 +11,9 @@ Writes the two scripts of ``attnviz.write_live_model`` next to a bare test page,
 - speed: the forward pass alone (tokenize + ``forward``, typed arrays) and the ``run`` hook
   (the same + plain nested arrays), p50/p95 at 8, 32 and 64 tokens, after a warm-up, alternating
   the variants as a reader flipping controls would. The lengths take turns in rounds, because
-  this shared machine's speed drifts by up to 1.6x over seconds (a fixed matmul loop shows it). The page's target (forward and redraw, p95 <= 50 ms at 32
-  tokens) needs the redraw too, so it is measured where the page exists.
+  this shared machine's speed drifts by up to 1.6x over seconds (a fixed matmul loop shows it).
+  The page's target (forward and redraw, p95 <= 50 ms at 32 tokens) needs the redraw too, so it
+  is measured where the page exists.
 - bytes: what the two scripts add to a page, as written and gzipped.
 
     .venv/bin/python benchmarks/live_model.py [--inputs 200] [--repeats 100]
