@@ -7,7 +7,6 @@ Debian's chromium (``make test`` installs it).
 """
 
 import base64
-import functools
 import http.server
 import json
 import os
@@ -59,22 +58,6 @@ def write_page(directory, model_dir=None, weights=True) -> None:
     (directory / "index.html").write_text(PAGE.format(scripts=scripts), encoding="utf-8")
 
 
-@functools.cache
-def serve(directory: str) -> str:
-    """Serve ``directory`` on 127.0.0.1 for the rest of the test session; return its URL."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=directory, **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_address[1]}/"
-
-
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -89,13 +72,22 @@ def browser():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
+    """The test page, as reached over http from 127.0.0.1 and from disk: {"http": url, "file": url}."""
     directory = tmp_path_factory.mktemp("live")
     write_page(directory)
-    return directory
 
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(directory), **kwargs)
 
-def page_url(site, how: str) -> str:
-    return serve(str(site)) + "index.html" if how == "http" else (site / "index.html").as_uri()
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    yield {"http": f"http://127.0.0.1:{port}/index.html", "file": (directory / "index.html").as_uri()}
+    httpd.shutdown()
 
 
 def open_page(browser, url):
@@ -171,7 +163,7 @@ def random_inputs(demo):
 
 @pytest.mark.parametrize("how", ["http", "file"])
 def test_run_equals_torch_on_random_inputs(browser, site, random_inputs, how):
-    page, _, errors = open_page(browser, page_url(site, how))
+    page, _, errors = open_page(browser, site[how])
     texts, expected = random_inputs
     attention_error, logit_error = max_errors(page, texts, expected)
     print(f"{how}: max |d attention| {attention_error:.2e}, max |d logit| {logit_error:.2e}")
@@ -183,7 +175,7 @@ def test_run_equals_torch_on_random_inputs(browser, site, random_inputs, how):
 
 @pytest.mark.parametrize("how", ["http", "file"])
 def test_no_request_leaves_the_origin(browser, site, how):
-    url = page_url(site, how)
+    url = site[how]
     page, requests, errors = open_page(browser, url)
     run(page, ["abc|abc"], bidirectional=True, no_rope=True)
     origin = url.rsplit("/", 1)[0] + "/"
@@ -196,7 +188,7 @@ def test_no_request_leaves_the_origin(browser, site, how):
 
 def test_bos_is_prepended_and_spaces_are_optional(browser, site, demo):
     model, tokenizer = demo
-    page, _, _ = open_page(browser, page_url(site, "http"))
+    page, _, _ = open_page(browser, site["http"])
     plain, spaced, with_bos = run(page, ["abc|abc", " a b c | a b c ", "<bos>abc|abc"])
     assert plain["tokens"] == ["<bos>", "a", "b", "c", "|", "a", "b", "c"]
     assert spaced == plain and with_bos == plain
@@ -211,7 +203,7 @@ def test_bos_is_prepended_and_spaces_are_optional(browser, site, demo):
 
 
 def test_bad_input_gives_an_error_that_says_what_to_type(browser, site):
-    page, _, _ = open_page(browser, page_url(site, "http"))
+    page, _, _ = open_page(browser, site["http"])
     message = run_error(page, "abC|ab")
     assert '"C" (character 3) is not in the demo model\'s vocabulary' in message
     assert "| a b c" in message and "spaces are optional" in message
