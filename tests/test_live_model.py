@@ -187,7 +187,7 @@ def test_no_request_leaves_the_origin(browser, site, how):
 
 
 def test_bos_is_prepended_and_spaces_are_optional(browser, site, demo):
-    model, tokenizer = demo
+    _, tokenizer = demo
     page, _, _ = open_page(browser, site["http"])
     plain, spaced, with_bos = run(page, ["abc|abc", " a b c | a b c ", "<bos>abc|abc"])
     assert plain["tokens"] == ["<bos>", "a", "b", "c", "|", "a", "b", "c"]
