@@ -46,7 +46,7 @@ LAYERS = [
     {"families", "reference"},
     {"models", "patch", "plot"},
     {"probes", "capture", "demo", "state"},
-    {"view", "explorer"},
+    {"view", "explorer", "weblive"},
     {"cli"},
 ]
 

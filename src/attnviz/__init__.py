@@ -47,6 +47,7 @@ _EXPORTS = {
     "AttentionExplorer": "explorer",
     "static_view": "view",
     "static_data": "view",
+    "write_live_model": "weblive",
     "DEMO_DIR": "demo",
     "demo_example": "demo",
     "load_demo": "demo",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from attnviz.probes import ProbeReport, attends_to_future, offset_score, probe_report, uses_positions
     from attnviz.source import diff, quote
     from attnviz.view import static_data, static_view
+    from attnviz.weblive import write_live_model
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
