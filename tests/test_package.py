@@ -44,7 +44,7 @@ MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init_
 LAYERS = [
     {"_versions", "_paths", "source"},
     {"families", "reference"},
-    {"models", "patch", "plot"},
+    {"models", "patch", "plot", "diagrams"},
     {"probes", "capture", "demo", "state"},
     {"view", "explorer", "weblive"},
     {"cli"},

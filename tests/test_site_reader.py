@@ -261,3 +261,15 @@ def test_chapter_4_maths_render_offline(browser, server):
     assert page.locator("mjx-container").count() >= 10
     assert page.locator("mjx-merror").count() == 0, "MathJax could not typeset an expression"
     page.close()
+
+
+@pytest.mark.parametrize("page_name", CHAPTERS)
+def test_figures_are_not_shrunk_past_reading(browser, server, page_name):
+    """A figure drawn much wider than the column is shrunk on the page, and its text with it."""
+    page = _open(browser, server, page_name, DESKTOP)
+    sizes = page.eval_on_selector_all(
+        "article img", "imgs => imgs.map(i => [i.src, i.naturalWidth, i.getBoundingClientRect().width])"
+    )
+    page.close()
+    shrunk = [(src.rsplit("/", 1)[-1], natural, round(shown)) for src, natural, shown in sizes if natural > 1.6 * shown]
+    assert not shrunk, f"{page_name}: figures shrunk more than 1.6x: {shrunk}"
