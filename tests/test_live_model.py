@@ -9,7 +9,6 @@ Debian's chromium (``make test`` installs it).
 import base64
 import http.server
 import json
-import os
 import re
 import shutil
 import threading
@@ -17,6 +16,7 @@ import zlib
 
 import numpy as np
 import pytest
+import test_site
 import torch
 from safetensors.numpy import load_file
 from transformers import LlamaForCausalLM
@@ -25,8 +25,9 @@ import attnviz
 from attnviz import weblive
 from attnviz.demo import DEMO_DIR, DEMO_TEXT
 
-CHROMIUM = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+# the browser fixture of the site tests (Debian's chromium through Playwright)
+browser = test_site.browser
+pytestmark = pytest.mark.browser
 VARIANTS = [  # (bidirectional, noRope)
     (False, False),
     (True, False),
@@ -56,18 +57,6 @@ def write_page(directory, model_dir=None, weights=True) -> None:
     names = [p.name for p in paths if weights or p.name != weblive.WEIGHTS_NAME]
     scripts = "\n".join(f'<script src="{name}"></script>' for name in names)
     (directory / "index.html").write_text(PAGE.format(scripts=scripts), encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs Debian's chromium (apt-get install chromium).")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
