@@ -10,6 +10,7 @@ HTML = ROOT / "_build" / "html"
 
 # scripts/booklayout.py reads _toc.yml: the one place tests learn which pages and chapters exist
 sys.path.insert(0, str(ROOT / "scripts"))
+from book_cache import refresh as refresh_book_cache  # noqa: E402
 from booklayout import chapters, toc_pages  # noqa: E402
 
 PAGES = toc_pages()
@@ -21,8 +22,9 @@ def build_log() -> str:
     """Build the book once per test run, as `make book` does; return the build's output.
 
     --all re-reads every page, so every warning is emitted again; executed notebooks still come
-    from the jupyter cache when their code has not changed.
+    from the jupyter cache when neither their code nor the attnviz package has changed.
     """
+    refresh_book_cache()
     result = subprocess.run(
         [str(VENV_BIN / "jupyter-book"), "build", str(ROOT), "-W", "-n", "--keep-going", "--all"],
         capture_output=True,
