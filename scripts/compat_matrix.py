@@ -21,31 +21,14 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
+
+from envs import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "book" / "data" / "compat.json"
 VERSIONS = ["4.52.4", "4.53.0", "4.57.6", "5.1.0", "5.2.0", "5.24.0"]
-
-
-def _site_packages(env: Path) -> Path:
-    return Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
-
-
-def _environment(version: str, base: Path) -> Path:
-    env = base / f"transformers-{version}"
-    python = env / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        shared = Path(sysconfig.get_paths()["purelib"])  # this interpreter's site-packages: torch lives here
-        (_site_packages(env) / "zz_shared_torch.pth").write_text(f"{shared}\n", encoding="utf-8")
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"transformers=={version}"],
-            check=True,
-        )
-    return python
 
 
 def main() -> int:
@@ -66,7 +49,7 @@ def main() -> int:
         base.mkdir(parents=True, exist_ok=True)
         for version in args.versions:
             print(f"transformers {version}: setting up ...", flush=True)
-            python = _environment(version, base)
+            python = environment(version, base)
             env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
             result = subprocess.run(
                 [str(python), __file__, "--child"], capture_output=True, text=True, env=env, check=False

@@ -33,11 +33,10 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from envs import environment
 from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from compat_matrix import _environment  # noqa: E402 - scripts/ is not a package
 
 REPORT_DIR = ROOT / "_build" / "drift"
 COMPAT = ROOT / "book" / "data" / "compat.json"
@@ -204,7 +203,7 @@ def _venv_fingerprint() -> str:
 
 def check_version(version: str, base: Path, skip_chapters: bool) -> dict:
     print(f"transformers {version}: setting up a throw-away environment in {base} ...", flush=True)
-    python = _environment(version, base)
+    python = environment(version, base)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     installed = subprocess.run(
         [str(python), "-c", "import torch, transformers; print(transformers.__version__, torch.__version__)"],
