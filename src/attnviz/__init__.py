@@ -45,8 +45,12 @@ _EXPORTS = {
     "quote": "source",
     "diff": "source",
     "repo_file": "_paths",
+    "assert_bidirectional": "testing",
+    "assert_causal": "testing",
+    "assert_position_free": "testing",
+    "assert_uses_positions": "testing",
 }
-_SUBMODULES = ("plot", "reference")
+_SUBMODULES = ("plot", "reference", "testing")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
