@@ -425,3 +425,68 @@ def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | 
         f"({groups} per group)"
     )
     return fig
+
+
+# Colours of the recipe matrix (chapter 11): what a cell of book/data/recipes.json says.
+VERDICT_COLORS = {
+    "bidirectional": "#1a9850",  # attends to the future, padding masked
+    "padding leaks": "#fdae61",  # attends to the future, but the padding is attended to as well
+    "causal": "#d73027",  # does not attend to the future
+    "error": "#404040",  # the recipe's own code raised
+    "not run": "#f2f2f2",  # outside the recipe's range, or no such backend in that release
+}
+
+
+def recipe_matrix(rows: Sequence[dict], recipes: Sequence[str] | None = None, title: str | None = None):
+    """Draw the recipe matrix as a green/red grid (chapter 11); return the Figure.
+
+    One band per recipe (top: batch 1; bottom: batch 2 with padding), one block per transformers
+    release; inside a block, one column per backend (eager, sdpa, flex) and ``use_cache``
+    (off, on). A recipe without a cache (an encoder) fills both halves.
+
+    Args:
+        rows: rows of ``book/data/recipes.json``.
+        recipes: the recipes to draw, top to bottom (default: in the order they first appear).
+    """
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Patch
+    from packaging.version import Version
+
+    from attnviz.recipes import verdict
+
+    if not rows:
+        raise ValueError("recipe_matrix needs rows: load book/data/recipes.json (scripts/recipe_matrix.py writes it).")
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows)) if recipes is None else list(recipes)
+    releases = sorted({r["transformers"] for r in rows}, key=Version)
+    backends = ("eager", "sdpa", "flex_attention")
+    image = np.ones((2 * len(recipes), 6 * len(releases), 3)) * np.array(to_rgb(VERDICT_COLORS["not run"]))
+    for row in rows:
+        if row["recipe"] not in recipes:
+            continue
+        y = 2 * recipes.index(row["recipe"]) + (row["batch"] - 1)
+        x0 = 6 * releases.index(row["transformers"]) + 2 * backends.index(row["backend"])
+        caches = (0, 1) if row["use_cache"] is None else (int(row["use_cache"]),)
+        for cache in caches:
+            image[y, x0 + cache] = to_rgb(VERDICT_COLORS[verdict(row)])
+
+    fig = _new_figure(figsize=(6.9, 0.32 * len(recipes) + 1.9))
+    ax = fig.subplots()
+    ax.imshow(image, aspect="auto", interpolation="nearest")
+    for x in range(6, 6 * len(releases), 6):
+        ax.axvline(x - 0.5, color="white", linewidth=2.5)
+    for x in range(2, 6 * len(releases), 2):
+        ax.axvline(x - 0.5, color="white", linewidth=0.4)
+    for y in range(2, 2 * len(recipes), 2):
+        ax.axhline(y - 0.5, color="white", linewidth=2.5)
+    ax.set_xticks([6 * i + 2.5 for i in range(len(releases))], releases, rotation=60, ha="right", fontsize=7.5)
+    ax.set_yticks([2 * i + 0.5 for i in range(len(recipes))], recipes, fontsize=7.5)
+    ax.tick_params(length=0)
+    ax.set_xlabel("transformers release; in each block: eager | sdpa | flex, each cache off | on", fontsize=7.5)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    handles = [Patch(facecolor=c, edgecolor="#999999", label=name) for name, c in VERDICT_COLORS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=7.5, frameon=False)
+    ax.set_title(
+        title or "Does the recipe attend to the future? (each band: batch 1 on top, batch 2 padded below)", fontsize=8.5
+    )
+    return fig
