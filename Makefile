@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnviz-installed
 BUILD_FLAGS := -W -n --keep-going
 
-.PHONY: book test lint format sync clean help chromium bench drift
+.PHONY: book test lint format sync clean help chromium bench drift recipes
 
 # The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -16,6 +16,7 @@ help:
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml and strip outputs"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~15 min)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
+	@echo "make recipes  re-measure chapter 11's recipe matrix (book/data/recipes.json; ~45 min)"
 	@echo "make clean  remove _build (keeps .venv)"
 
 # Rebuilt only when a requirements file or pyproject.toml changes.
@@ -66,6 +67,13 @@ bench: $(STAMP)
 # DRIFT_VERSIONS="5.25.0 5.26.0" checks those instead. Exit 1 and a report when a claim changed.
 drift: $(STAMP)
 	$(BIN)/python scripts/drift.py $(if $(strip $(DRIFT_VERSIONS)),--versions $(DRIFT_VERSIONS))
+
+# Chapter 11's recipe matrix: every recipe on every transformers release of scripts/recipe_matrix.py,
+# each release in a throw-away environment under .recipe-envs (git-ignored; reused by a second run)
+# that shares .venv's torch. RECIPE_VERSIONS="5.24.0" re-measures those releases only.
+recipes: $(STAMP)
+	PYTHONPATH=$(CURDIR)/src $(BIN)/python scripts/recipe_matrix.py --keep-envs .recipe-envs \
+	  $(if $(strip $(RECIPE_VERSIONS)),--versions $(RECIPE_VERSIONS))
 
 clean:
 	rm -rf _build

@@ -157,6 +157,10 @@ def main() -> int:
                 quotes[name] = quote  # the newest release that runs the recipe quotes it
             print(f"  backends {found['backends']}, {len(found['rows'])} cells", flush=True)
 
+    if OUTPUT.exists() and set(args.versions) != set(RELEASES):  # a partial run replaces only its releases
+        kept = [r for r in json.loads(OUTPUT.read_text(encoding="utf-8")) if r["transformers"] not in args.versions]
+        rows = sorted(kept + rows, key=lambda r: Version(r["transformers"]))  # stable: cell order kept
+        quotes = {**json.loads(QUOTES.read_text(encoding="utf-8")), **quotes}
     for row in rows:
         assert tuple(row) == ROW_KEYS, row
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
