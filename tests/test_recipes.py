@@ -97,7 +97,7 @@ def test_the_control_is_causal_and_native_is_bidirectional_here():
 
 def test_a_failure_in_attnviz_is_never_a_verdict():
     def broken(backend):
-        return {}["no such key"]  # a bug in the harness, raised in attnviz/recipes.py
+        return recipes.probe_cell(None, False, 1)  # misused: fails inside attnviz/recipes.py
 
     recipe = recipes.Recipe("broken", "", "attnviz:src/attnviz/recipes.py", "", broken)
     with pytest.raises(recipes.HarnessError, match="attnviz's own code failed"):
@@ -107,13 +107,14 @@ def test_a_failure_in_attnviz_is_never_a_verdict():
 def test_an_error_raised_by_the_recipes_own_code_is_recorded():
     from transformers import LlamaModel
 
-    def passes_a_bad_keyword(backend):
+    def feeds_ids_outside_the_vocabulary(backend):
         model = LlamaModel(recipes.llama_config(backend)).eval()
-        return recipes.Built(lambda ids, mask, use_cache: model(input_ids=ids, no_such_keyword=1)[0], 128)
+        return recipes.Built(lambda ids, mask, use_cache: model(input_ids=ids + 10_000)[0], 128)
 
-    recipe = recipes.Recipe("bad", "", "attnviz:src/attnviz/recipes.py", "", passes_a_bad_keyword)
+    recipe = recipes.Recipe("bad", "", "attnviz:src/attnviz/recipes.py", "", feeds_ids_outside_the_vocabulary)
     rows = recipes.measure(recipe, ["eager"])
-    assert len(rows) == 4 and all(r["error"] and r["attends_to_future"] is None for r in rows)
+    assert len(rows) == 4 and all(r["attends_to_future"] is None for r in rows)
+    assert all(r["error"].startswith("IndexError: index out of range") for r in rows), rows[0]["error"]
 
 
 def test_summary_names_the_cells_that_differ():
