@@ -630,7 +630,8 @@ def check_control(backends: list[str]) -> list[str]:
 
     Raises ``HarnessError`` if eager or sdpa fails or gives any verdict but causal / position-using /
     padding masked: then the environment, not a recipe, is broken. A flex backend that cannot run
-    at all here (old transformers with this torch on CPU) is left out instead.
+    here, or that is not causal even for the plain model (old transformers with this torch on CPU),
+    is left out of that release instead.
     """
     usable = []
     for backend in backends:
@@ -642,12 +643,19 @@ def check_control(backends: list[str]) -> list[str]:
                 print(f"  flex_attention does not run here ({type(error).__name__}); left out", file=sys.stderr)
                 continue
             raise HarnessError(f"the plain LlamaModel control fails on {backend}: {error!r}") from error
-        for cell in cells:
-            if (cell["attends_to_future"], cell["uses_positions"], cell["padding_masked"]) not in (
-                (False, True, None),
-                (False, True, True),
-            ):
-                raise HarnessError(f"the plain LlamaModel control is not causal on {backend}: {cell}")
+        wrong = [
+            cell
+            for cell in cells
+            if (cell["attends_to_future"], cell["uses_positions"], cell["padding_masked"])
+            not in ((False, True, None), (False, True, True))
+        ]
+        if wrong and backend == "flex_attention":
+            # measured on 4.52.4 with torch 2.13: uncompiled flex ignores the causal block mask even for
+            # a plain LlamaModel, so no recipe's flex verdict could be trusted there
+            print(f"  flex_attention: the plain LlamaModel is not causal here; left out: {wrong[0]}", file=sys.stderr)
+            continue
+        if wrong:
+            raise HarnessError(f"the plain LlamaModel control is not causal on {backend}: {wrong[0]}")
         usable.append(backend)
     return usable
 
