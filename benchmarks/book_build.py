@@ -1,5 +1,6 @@
 """Book build time: cold (no _build, nothing cached) and warm (unchanged book), and each chapter's
-execution time in a fresh kernel. Target (issue 7): no chapter over 60 s.
+execution time in a fresh kernel. Target: no chapter over 60 s, so a reader on Binder or Colab
+waits less than a minute per chapter.
 
     .venv/bin/python benchmarks/book_build.py
 Writes benchmarks/results/book_build.json. It deletes and rebuilds _build.

@@ -2,7 +2,7 @@
 
 On the demo model at 32 tokens (attnviz.demo_example), flip the causal/bidirectional and
 RoPE/NoRoPE toggles in turn and time each change until the new image is in place.
-Target (issue 6): p95 <= 100 ms on this machine.
+Target: p95 <= 100 ms on this machine, fast enough to feel immediate.
 
     .venv/bin/python benchmarks/explorer_latency.py [--toggles 60]
 """

@@ -33,10 +33,10 @@ SIZES = dict(hidden_size=1024, num_attention_heads=16, num_key_value_heads=4, he
 
 
 def build(backend: str, seq: int, **overrides):
-    config = attnviz.tiny_llama_config(
+    config = attnviz.tiny_config(
         attn_implementation=backend, max_position_embeddings=max(seq, 512), **SIZES, **overrides
     )
-    return attnviz.tiny_llama(config).to("cuda", torch.bfloat16)
+    return attnviz.tiny_model("llama", config).to("cuda", torch.bfloat16)
 
 
 def measure(model, seq: int, make_mask=None, repeats: int = 5, warmup: int = 1) -> dict:

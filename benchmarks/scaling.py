@@ -28,7 +28,7 @@ def measure(backend: str, bidirectional: bool, seq: int, repeats: int) -> dict:
 
     import attnviz
 
-    model = attnviz.tiny_llama(attn_implementation=backend, max_position_embeddings=max(seq, 512))
+    model = attnviz.tiny_model(attn_implementation=backend, max_position_embeddings=max(seq, 512))
     if bidirectional:
         attnviz.bidirectional(model)
     embeds = torch.randn(1, seq, 128, generator=torch.Generator().manual_seed(0))

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from envs import environment
+from envs import environment  # scripts/envs.py, next to this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "book" / "data" / "compat.json"

@@ -36,11 +36,10 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from booklayout import ROOT, chapters  # scripts/booklayout.py and scripts/envs.py, next to this script
 from envs import environment
 from packaging.version import InvalidVersion, Version
 from recipe_matrix import measure_release, recipe_changes
-
-ROOT = Path(__file__).resolve().parent.parent
 
 REPORT_DIR = ROOT / "_build" / "drift"
 COMPAT = ROOT / "book" / "data" / "compat.json"
@@ -66,10 +65,10 @@ MAX_LISTED = 25  # failed tests listed in report.md; report.json has every one
 
 
 def pinned_transformers() -> str:
-    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        if line.startswith("transformers=="):
-            return line.split("==", 1)[1].strip()
-    raise SystemExit("requirements.txt does not pin transformers==X.Y.Z")
+    """The release the book's claims were checked against (attnviz.PINNED_VERSIONS)."""
+    import attnviz
+
+    return attnviz.PINNED_VERSIONS["transformers"]
 
 
 def releases_on_pypi() -> list[str]:
@@ -94,15 +93,6 @@ def versions_to_check(pin: str, available: list[str]) -> tuple[list[str], str]:
         return newer, f"{len(newer)} release(s) newer than the pinned {pin}"
     newest = max(available, key=Version)
     return [newest], f"no release newer than the pinned {pin}; checking the newest, {newest}"
-
-
-def chapters() -> list[Path]:
-    """The chapters in the order of _toc.yml."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    return [ROOT / f"{name}.ipynb" for name in files if name.startswith("notebooks/")]
 
 
 def failed_tests(junit_xml: Path) -> tuple[int, list[dict]]:

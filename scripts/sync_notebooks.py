@@ -27,10 +27,10 @@ def repository_url() -> str:
 
 
 def pinned_transformers() -> str:
-    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        if line.startswith("transformers=="):
-            return line.strip()
-    raise SystemExit("requirements.txt does not pin transformers==X.Y.Z")
+    """``transformers==X.Y.Z`` for the pin the book was checked against (attnviz.PINNED_VERSIONS)."""
+    import attnviz
+
+    return f"transformers=={attnviz.PINNED_VERSIONS['transformers']}"
 
 
 def setup_source() -> str:
@@ -53,7 +53,9 @@ attnviz.versions()"""
 
 
 def notebooks() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("*.ipynb"))
+    from booklayout import chapters  # scripts/booklayout.py, next to this script
+
+    return chapters()
 
 
 def synced(nb: dict) -> dict:

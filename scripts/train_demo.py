@@ -6,7 +6,7 @@ each token looks one step back, so a token knows what preceded it) and an *induc
 the earlier occurrence of the current token and copy what followed it). Both form within a few
 thousand steps of a 2-layer model, which gives the book attention worth looking at.
 
-Writes src/attnviz/demo/: config.json + model.safetensors (the model) and the tokenizer files,
+Writes src/attnviz/demo_model/: config.json + model.safetensors (the model) and the tokenizer files,
 all loadable offline with from_pretrained. Seeded; about 2-4 minutes on 2 CPU cores.
 
     .venv/bin/python scripts/train_demo.py [--steps 3000]
@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-OUT = Path(__file__).resolve().parent.parent / "src" / "attnviz" / "demo"
+OUT = Path(__file__).resolve().parent.parent / "src" / "attnviz" / "demo_model"
 SPECIAL = ["<pad>", "<bos>", "|"]
 LETTERS = list(string.ascii_lowercase)
 

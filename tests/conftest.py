@@ -8,6 +8,13 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 HTML = ROOT / "_build" / "html"
 
+# scripts/booklayout.py reads _toc.yml: the one place tests learn which pages and chapters exist
+sys.path.insert(0, str(ROOT / "scripts"))
+from booklayout import chapters, toc_pages  # noqa: E402
+
+PAGES = toc_pages()
+CHAPTERS = chapters()
+
 
 @pytest.fixture(scope="session")
 def build_log() -> str:

@@ -2,11 +2,14 @@
 
 import re
 
+import pytest
 import yaml
 from bs4 import BeautifulSoup
-from conftest import HTML, ROOT
+from conftest import CHAPTERS, HTML, ROOT
 
 import attnviz
+
+pytestmark = pytest.mark.book
 
 # Sphinx writes "path:line: WARNING: ..." and "WARNING: ..."; "[App] WARNING |" comes from kernels.
 WARNING = re.compile(r"(^|: |\] )(WARNING|ERROR)\b", re.MULTILINE)
@@ -29,7 +32,7 @@ def _repository():
 
 
 def test_every_chapter_is_built_with_a_figure(build_log):
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    for notebook in CHAPTERS:
         page = _page(f"notebooks/{notebook.stem}.html")
         figures = [img for img in page.select("main img") if "_images/" in img.get("src", "")]
         assert figures, f"{notebook.stem}: no figure on the page"
@@ -38,7 +41,7 @@ def test_every_chapter_is_built_with_a_figure(build_log):
 
 def test_chapters_have_binder_and_colab_launch_buttons(build_log):
     repo, branch = _repository()
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    for notebook in CHAPTERS:
         hrefs = [a.get("href", "") for a in _page(f"notebooks/{notebook.stem}.html").find_all("a")]
         path = f"notebooks/{notebook.name}"
         assert f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=tree/{path}" in hrefs
@@ -54,7 +57,7 @@ def test_intro_states_the_versions_it_was_built_with(build_log):
 
 def test_intro_links_every_chapter(build_log):
     links = {a.get("href", "").split("#")[0] for a in _page("book/intro.html").select("main a")}
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    for notebook in CHAPTERS:
         assert f"../notebooks/{notebook.stem}.html" in links
 
 

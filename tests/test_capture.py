@@ -1,7 +1,5 @@
 """capture_attention returns eager's weights whatever the backend, and leaves the model as it was."""
 
-import contextlib
-
 import pytest
 import torch
 from torch.testing import assert_close
@@ -13,25 +11,16 @@ IDS = torch.tensor([[5, 17, 42, 8, 5, 99, 23, 61], [3, 4, 5, 6, 7, 8, 9, 10]])
 PADDED = torch.tensor([[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1]])
 
 
-def _patches(model, bidirectional, no_rope):
-    stack = contextlib.ExitStack()
-    if bidirectional:
-        stack.enter_context(attnviz.bidirectional(model))
-    if no_rope:
-        stack.enter_context(attnviz.no_rope(model))
-    return stack
-
-
 @pytest.mark.parametrize("backend", ["eager", "sdpa", "flex_attention"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
 @pytest.mark.parametrize("padded", [False, True], ids=["no-padding", "padding"])
 def test_weights_equal_eager_output_attentions(backend, bidirectional, padded):
     inputs = {"input_ids": IDS, **({"attention_mask": PADDED} if padded else {})}
-    eager = attnviz.tiny_llama(seed=3)
-    model = attnviz.tiny_llama(seed=3, attn_implementation=backend)
-    with _patches(eager, bidirectional, no_rope=False), torch.no_grad():
+    eager = attnviz.tiny_model(seed=3)
+    model = attnviz.tiny_model(seed=3, attn_implementation=backend)
+    with attnviz.patched(eager, bidirectional=bidirectional), torch.no_grad():
         expected = eager(**inputs, output_attentions=True).attentions
-    with _patches(model, bidirectional, no_rope=False):
+    with attnviz.patched(model, bidirectional=bidirectional):
         got = attnviz.capture_attention(model, **inputs)
     assert len(got) == len(expected) == 2
     for mine, theirs in zip(got, expected, strict=True):
@@ -40,9 +29,9 @@ def test_weights_equal_eager_output_attentions(backend, bidirectional, padded):
 
 
 def test_capture_with_norope_and_a_wrapper():
-    config = attnviz.tiny_llama_config()
+    config = attnviz.tiny_config()
     eager = LlamaForCausalLM(config).eval()
-    model = LlamaForCausalLM(attnviz.tiny_llama_config(attn_implementation="sdpa")).eval()
+    model = LlamaForCausalLM(attnviz.tiny_config(attn_implementation="sdpa")).eval()
     model.load_state_dict(eager.state_dict())
     with attnviz.no_rope(eager), attnviz.bidirectional(eager), torch.no_grad():
         expected = eager(IDS, output_attentions=True).attentions
@@ -53,14 +42,14 @@ def test_capture_with_norope_and_a_wrapper():
 
 
 def test_capture_from_inputs_embeds():
-    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    model = attnviz.tiny_model(attn_implementation="sdpa")
     got = attnviz.capture_attention(model, inputs_embeds=torch.randn(1, 5, 128))
     assert got[0].shape == (1, 4, 5, 5)
     assert_close(got[0].sum(-1), torch.ones(1, 4, 5))
 
 
 def test_model_outputs_backend_and_hooks_are_unchanged():
-    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    model = attnviz.tiny_model(attn_implementation="sdpa")
     with torch.no_grad():
         before = model(IDS).last_hidden_state
     attnviz.capture_attention(model, input_ids=IDS)
@@ -73,8 +62,8 @@ def test_model_outputs_backend_and_hooks_are_unchanged():
 
 
 def test_training_mode_is_kept_and_dropout_not_applied():
-    eager = attnviz.tiny_llama(seed=2)
-    model = attnviz.tiny_llama(seed=2, attn_implementation="sdpa", attention_dropout=0.5).train()
+    eager = attnviz.tiny_model(seed=2)
+    model = attnviz.tiny_model(seed=2, attn_implementation="sdpa", attention_dropout=0.5).train()
     with torch.no_grad():
         expected = eager(IDS, output_attentions=True).attentions
     got = attnviz.capture_attention(model, input_ids=IDS)
@@ -85,7 +74,7 @@ def test_training_mode_is_kept_and_dropout_not_applied():
 def test_output_feeds_bertviz_head_view():
     from bertviz import head_view
 
-    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    model = attnviz.tiny_model(attn_implementation="sdpa")
     attentions = attnviz.capture_attention(model, input_ids=IDS[:1])
     tokens = [f"t{i}" for i in range(8)]
     html = head_view(attentions, tokens, html_action="return")
@@ -96,7 +85,7 @@ def test_refuses_other_models_unknown_backends_and_no_inputs():
     with pytest.raises(ValueError, match="GPT2Model"):
         gpt2 = GPT2Model(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0))
         attnviz.capture_attention(gpt2, input_ids=IDS)
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     with pytest.raises(ValueError, match="needs the model's inputs"):
         attnviz.capture_attention(model)
     model.config._attn_implementation = "my_kernel"
@@ -105,14 +94,14 @@ def test_refuses_other_models_unknown_backends_and_no_inputs():
 
 
 def test_one_layer_and_some_heads_only():
-    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    model = attnviz.tiny_model(attn_implementation="sdpa")
     full = attnviz.capture_attention(model, input_ids=IDS)
     part = attnviz.capture_attention(model, input_ids=IDS, layers=[1], heads=[3, 0])
     assert part[0] is None and part[1].shape == (2, 2, 8, 8)
     assert_close(part[1], full[1][:, [3, 0]])
-    eager = attnviz.tiny_llama()
+    eager = attnviz.tiny_model()
     assert_close(attnviz.capture_attention(eager, input_ids=IDS, layers=[-1], heads=[2])[1], full[1][:, [2]])
     with pytest.raises(ValueError, match="indices of the model's 4 query heads"):
         attnviz.capture_attention(model, input_ids=IDS, heads=[4])
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError, match=r"indices of the model's 2 layers \(0 to 1"):
         attnviz.capture_attention(model, input_ids=IDS, layers=[5])

@@ -1,4 +1,9 @@
-"""The command line, run as a user would: through the installed `attnviz` script and `python -m`."""
+"""The command line, run as a user would: through the installed `attnviz` script and `python -m`.
+
+The mistakes are checked in-process through ``attnviz.cli.main`` (what the script calls), which
+returns the exit code and writes the same one line to stderr, without paying for a new Python
+each time.
+"""
 
 import subprocess
 import sys
@@ -8,6 +13,17 @@ from conftest import VENV_BIN
 from transformers import GPT2Config, GPT2Model, LlamaForCausalLM
 
 import attnviz
+from attnviz import cli
+
+
+def _main(args, capsys) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``attnviz <args>``, run in this process."""
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # argparse's own errors exit through _Parser.error
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def _run(*args, module=False):
@@ -18,7 +34,7 @@ def _run(*args, module=False):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(attnviz.tiny_llama_config()).save_pretrained(path, safe_serialization=True)
+    LlamaForCausalLM(attnviz.tiny_config()).save_pretrained(path, safe_serialization=True)
     return path
 
 
@@ -61,26 +77,32 @@ def test_render_writes_a_png(tmp_path, checkpoint):
         (["check", "--length", "500"], "--length must be between 3 and 128"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-    result = _run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+    code, _, err = _main([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_the_installed_script_reports_a_mistake_the_same_way():
+    result = _run("render", "--out", "fig.txt")
     assert result.returncode == 2
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.strip() == "attnviz: error: --out fig.txt: use a .png, .svg, .pdf or .jpg file name"
 
 
-def test_refuses_pickles_and_other_families(tmp_path):
+def test_refuses_pickles_and_other_families(tmp_path, capsys):
     bin_only = tmp_path / "bin-only"
-    LlamaForCausalLM(attnviz.tiny_llama_config()).save_pretrained(bin_only, safe_serialization=False)
+    LlamaForCausalLM(attnviz.tiny_config()).save_pretrained(bin_only, safe_serialization=False)
     for weights in bin_only.glob("*.safetensors"):  # older writers may still add them
         weights.unlink()
-    result = _run("check", "--model", str(bin_only))
-    assert result.returncode == 2 and "safetensors only" in result.stderr
+    code, _, err = _main(["check", "--model", str(bin_only)], capsys)
+    assert code == 2 and "safetensors only" in err
 
     gpt2 = tmp_path / "gpt2"
     GPT2Model(
         GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0)
     ).save_pretrained(gpt2)
-    result = _run("check", "--model", str(gpt2))
+    code, _, err = _main(["check", "--model", str(gpt2)], capsys)
     supported = "Supported backbones: LlamaModel, MistralModel, Qwen2Model, Qwen3Model"
-    assert result.returncode == 2 and f"got GPT2Model. {supported}" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert code == 2 and f"got GPT2Model. {supported}" in err
+    assert len(err.strip().splitlines()) == 1

@@ -5,7 +5,8 @@ import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 import attnviz
-from attnviz.demo import DEMO_DIR, offset_score
+from attnviz.demo import DEMO_DIR
+from attnviz.probes import offset_score
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from transformers import (
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention, Qwen3RMSNorm
 
 import attnviz
-from attnviz.explorer import patched
 from attnviz.reference import rms_norm, sliding_window_mask
 
 WINDOW = 4
@@ -46,10 +45,6 @@ def _model(family, backend="eager", seed=0, **extra):
     return attnviz.tiny_model(family, attn_implementation=backend, seed=seed, **{**FAMILY_FIELDS[family], **extra})
 
 
-def _patches(model, bidirectional=False, no_rope=False):
-    return patched(model, causal=not bidirectional, rope=not no_rope)
-
-
 def test_tiny_configs_build_each_family_with_the_windows_asked_for():
     for family, layers in SLIDING_LAYERS.items():
         model = _model(family)
@@ -65,7 +60,7 @@ def test_tiny_configs_build_each_family_with_the_windows_asked_for():
 @pytest.mark.parametrize(
     ("family", "fields", "message"),
     [
-        ("gemma", {}, r"unknown family 'gemma'; attnviz builds llama, mistral, qwen2, qwen3"),
+        ("gemma", {}, r"unknown family 'gemma'; attnviz knows llama, mistral, qwen2, qwen3"),
         ("qwen3", {"layer_types": ["full_attention"]}, r"layer_types has 1 entries for 2 layers"),
         ("qwen2", {"layer_types": ["sliding_attention"] * 2}, r"also pass sliding_window"),
     ],
@@ -77,7 +72,7 @@ def test_tiny_config_errors_say_what_to_do(family, fields, message):
 
 def test_tiny_model_refuses_a_config_of_another_family():
     with pytest.raises(ValueError, match="a qwen3 model needs a Qwen3Config; got a LlamaConfig"):
-        attnviz.tiny_model("qwen3", attnviz.tiny_llama_config())
+        attnviz.tiny_model("qwen3", attnviz.tiny_config())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -87,10 +82,10 @@ def test_tiny_model_refuses_a_config_of_another_family():
 def test_capture_equals_eager_output_attentions(family, backend, bidirectional, padded):
     inputs = {"input_ids": IDS, **({"attention_mask": PADDED} if padded else {})}
     eager = _model(family, seed=2)
-    with _patches(eager, bidirectional), torch.no_grad():
+    with attnviz.patched(eager, bidirectional=bidirectional), torch.no_grad():
         expected = eager(**inputs, output_attentions=True).attentions
     model = _model(family, backend, seed=2)
-    with _patches(model, bidirectional):
+    with attnviz.patched(model, bidirectional=bidirectional):
         captured = attnviz.capture_attention(model, **inputs)
     assert len(captured) == len(expected) == 2
     for got, want in zip(captured, expected, strict=True):
@@ -102,7 +97,7 @@ def test_capture_equals_eager_output_attentions(family, backend, bidirectional, 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
 def test_sliding_layers_are_zero_outside_the_window(family, backend, bidirectional):
     model = _model(family, backend)
-    with _patches(model, bidirectional):
+    with attnviz.patched(model, bidirectional=bidirectional):
         captured = attnviz.capture_attention(model, input_ids=IDS)
     window = sliding_window_mask(SEQ, WINDOW, causal=not bidirectional)
     full = torch.ones(SEQ, SEQ, dtype=torch.bool) if bidirectional else sliding_window_mask(SEQ, SEQ)
@@ -142,14 +137,14 @@ FULL_CASES = {
 @pytest.mark.parametrize("wrapped", [False, True], ids=["backbone", "ForCausalLM"])
 def test_probe_verdicts_on_full_attention_models(family, backend, case, wrapped):
     patches, future, positions = FULL_CASES[case]
-    fields = {"sliding_window": None} if family == "mistral" else {"layer_types": None, "sliding_window": None}
+    fields = attnviz.FAMILIES[family].no_window
     if wrapped:
         config = attnviz.tiny_config(family, attn_implementation=backend, **fields)
         model = WRAPPERS[family](config).eval()
     else:
         model = _model(family, backend, **fields)
     assert attnviz.sliding_windows(model) == {}
-    with _patches(model, **patches):
+    with attnviz.patched(model, **patches):
         report = attnviz.probe_report(model, seq_len=SEQ)
     assert (report.attends_to_future, report.uses_positions) == (future, positions), str(report)
 
@@ -193,7 +188,7 @@ def test_patches_restore_each_family_bitwise(family):
     model = _model(family, "sdpa")
     with torch.no_grad():
         before = model(input_ids=IDS).last_hidden_state
-        with pytest.warns(attnviz.PositionWarning), _patches(model, bidirectional=True, no_rope=True):
+        with pytest.warns(attnviz.PositionWarning), attnviz.patched(model, bidirectional=True, no_rope=True):
             assert not torch.equal(model(input_ids=IDS).last_hidden_state, before)
         assert torch.equal(model(input_ids=IDS).last_hidden_state, before)
     assert "forward" not in vars(model)
@@ -282,10 +277,10 @@ def test_capture_follows_flash_window_rule(is_causal):
 def test_capture_through_a_for_causal_lm_wrapper(family):
     config = attnviz.tiny_config(family, attn_implementation="sdpa", **FAMILY_FIELDS[family])
     wrapper = WRAPPERS[family](config).eval()
-    with _patches(wrapper, bidirectional=True):
+    with attnviz.patched(wrapper, bidirectional=True):
         captured = attnviz.capture_attention(wrapper, input_ids=IDS, attention_mask=PADDED)
     wrapper.set_attn_implementation("eager")
-    with _patches(wrapper, bidirectional=True), torch.no_grad():
+    with attnviz.patched(wrapper, bidirectional=True), torch.no_grad():
         expected = wrapper(input_ids=IDS, attention_mask=PADDED, output_attentions=True).attentions
     for layer, (got, want) in enumerate(zip(captured, expected, strict=True)):
         assert_close(got, want)

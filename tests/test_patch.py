@@ -36,7 +36,7 @@ def _future_effect(model):
 
 @pytest.mark.parametrize("patch", [attnviz.bidirectional, attnviz.no_rope])
 def test_with_block_restores_bitwise(patch):
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     before = _out(model)
     with patch(model) as patched:
         assert patched is model
@@ -46,7 +46,7 @@ def test_with_block_restores_bitwise(patch):
 
 @pytest.mark.parametrize("patch", [attnviz.bidirectional, attnviz.no_rope])
 def test_restored_after_an_exception(patch):
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     before = _out(model)
     with pytest.raises(RuntimeError, match="boom"):
         with patch(model):
@@ -57,7 +57,7 @@ def test_restored_after_an_exception(patch):
 
 
 def test_enter_for_good_then_restore():
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     before = _out(model)
     patch = attnviz.bidirectional(model)
     assert _future_effect(model) > 1e-3
@@ -69,7 +69,7 @@ def test_enter_for_good_then_restore():
 
 
 def test_patches_nest_and_unwind():
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     before = _out(model)
     with attnviz.bidirectional(model), attnviz.no_rope(model), attnviz.bidirectional(model):
         assert isinstance(model.rotary_emb, attnviz.NoRoPE)
@@ -77,9 +77,9 @@ def test_patches_nest_and_unwind():
 
 
 def test_other_instances_sharing_the_config_do_not_change():
-    config = attnviz.tiny_llama_config()
-    a = attnviz.tiny_llama(config, seed=0)
-    b = attnviz.tiny_llama(config, seed=0)
+    config = attnviz.tiny_config()
+    a = attnviz.tiny_model("llama", config, seed=0)
+    b = attnviz.tiny_model("llama", config, seed=0)
     assert a.config is b.config
     b_before = _out(b)
     config_before = dict(vars(config))
@@ -108,7 +108,7 @@ def _snapshot():
 
 
 def test_nothing_in_transformers_is_reassigned():
-    model = LlamaForCausalLM(attnviz.tiny_llama_config())
+    model = LlamaForCausalLM(attnviz.tiny_config())
     before = _snapshot()
     with attnviz.bidirectional(model), attnviz.no_rope(model):
         assert _snapshot() == before
@@ -120,7 +120,7 @@ def test_nothing_in_transformers_is_reassigned():
 
 @pytest.mark.parametrize("wrapper", [LlamaForCausalLM, LlamaForSequenceClassification])
 def test_wrappers_are_accepted(wrapper):
-    config = attnviz.tiny_llama_config(pad_token_id=0)
+    config = attnviz.tiny_config(pad_token_id=0)
     model = wrapper(config).eval()
     before = _out(model)
     with attnviz.bidirectional(model), attnviz.no_rope(model):
@@ -142,7 +142,7 @@ def test_other_models_are_refused_by_name(patch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_norope_is_a_drop_in_for_llama_rotary_embedding(dtype):
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     x = torch.zeros(3, 5, 128, dtype=dtype)
     for position_ids in (torch.arange(5)[None], torch.arange(15).view(3, 5)):
         cos, sin = model.rotary_emb(x, position_ids)
@@ -158,7 +158,7 @@ def test_norope_is_a_drop_in_for_llama_rotary_embedding(dtype):
 
 
 def test_bidirectional_sdpa_without_padding_builds_no_mask():
-    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    model = attnviz.tiny_model(attn_implementation="sdpa")
     masks = []
     hook = model.layers[0].self_attn.register_forward_pre_hook(
         lambda m, a, kw: masks.append(kw["attention_mask"]), with_kwargs=True
@@ -172,7 +172,7 @@ def test_bidirectional_sdpa_without_padding_builds_no_mask():
 
 
 def test_llama_bidirectional_model_has_no_dead_override():
-    config = attnviz.tiny_llama_config()
+    config = attnviz.tiny_config()
     model = attnviz.LlamaBidirectionalModel(config).eval()
     assert not hasattr(LlamaModel, "_update_causal_mask"), "transformers brought _update_causal_mask back"
     assert "_update_causal_mask" not in vars(attnviz.LlamaBidirectionalModel)
@@ -183,7 +183,7 @@ def test_llama_bidirectional_model_has_no_dead_override():
 
 @pytest.mark.parametrize("old", ["4.52.4", "4.57.6", "5.1.0"])
 def test_refuses_transformers_that_would_stay_causal(monkeypatch, old):
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     before = _out(model)
     monkeypatch.setattr(attnviz.patch, "_installed_transformers", lambda: old)
     with pytest.raises(RuntimeError, match=rf"needs transformers >= 5\.2\.0.*this is transformers {re.escape(old)}"):
@@ -199,7 +199,7 @@ def test_state_patches_behave_as_published_on_the_pinned_version():
 
     from attnviz.state import SeedBidirectionalModel, seed_backbone, state_later_patch
 
-    seed = seed_backbone(attnviz.tiny_llama_config())
+    seed = seed_backbone(attnviz.tiny_config())
     assert not seed.embed_tokens.weight.requires_grad and torch.all(seed.embed_tokens.weight == 0)
     SeedBidirectionalModel.update_causal_mask_calls = 0
     with warnings.catch_warnings(record=True) as caught:
@@ -209,6 +209,6 @@ def test_state_patches_behave_as_published_on_the_pinned_version():
     assert SeedBidirectionalModel.update_causal_mask_calls == 0
     assert any("past_key_values" in str(w.message) for w in caught), "the seed passes past_key_values"
 
-    later = state_later_patch(attnviz.tiny_llama(attn_implementation="sdpa"))
+    later = state_later_patch(attnviz.tiny_model(attn_implementation="sdpa"))
     report = attnviz.probe_report(later)
     assert report.attends_to_future and not report.uses_positions

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import attnviz
+from attnviz import plot
 from attnviz.plot import MASKED_COLOR, heatmap
 
 matplotlib.use("Agg")
@@ -13,7 +14,7 @@ matplotlib.use("Agg")
 def attentions():
     ids = torch.tensor([[5, 17, 42, 8, 5, 99]])
     with torch.no_grad():
-        return attnviz.tiny_llama()(ids, output_attentions=True).attentions
+        return attnviz.tiny_model()(ids, output_attentions=True).attentions
 
 
 def _image(fig):
@@ -210,3 +211,73 @@ def test_compare_rows_make_a_grid(attentions):
         compare(maps[:2], maps[2:3])
     with pytest.raises(ValueError, match="row titles"):
         compare(maps[:2], maps[2:], row_titles=("only one",))
+
+
+# -- sized for the book's column ---------------------------------------------------------------
+def _all_text_sizes(fig):
+    from matplotlib.text import Text
+
+    return [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _figures(attentions):
+    tokens = [f"t{i}" for i in range(6)]
+    weights = attentions[0][0]
+    return {
+        "heatmap": plot.heatmap(weights[0], tokens),
+        "head_grid": plot.head_grid(attentions, 0, tokens),
+        "compare": plot.compare(weights[0], weights[1], tokens),
+        "panels": plot.panels([weights[h] for h in range(4)], [f"head {h}" for h in range(4)], tokens),
+        "curves": plot.curves([1, 2, 4], {"a": [1, 2, 3]}, xlabel="x", ylabel="y"),
+        "gqa_groups": plot.gqa_groups(64, 8),
+    }
+
+
+def test_every_figure_fits_the_column_with_readable_text(attentions):
+    for name, fig in _figures(attentions).items():
+        width = fig.get_size_inches()[0] * fig.dpi
+        assert width <= 690, f"{name}: {width:.0f} px wide"
+        assert min(_all_text_sizes(fig)) >= 9, f"{name}: text under 9 points"
+
+
+def _panel_rows(fig):
+    heatmaps = [ax for ax in fig.axes if ax.get_images() and ax.get_visible()]
+    return len({round(ax.get_position().y0, 3) for ax in heatmaps}), heatmaps
+
+
+def test_more_than_two_panels_wrap_into_rows_under_one_colour_bar(attentions):
+    fig = plot.head_grid(attentions, 0)  # 4 heads
+    rows, heatmaps = _panel_rows(fig)
+    assert (rows, len(heatmaps)) == (2, 4)
+    colour_bars = [ax for ax in fig.axes if not ax.get_images() and ax.collections]
+    assert len(colour_bars) == 1
+    rows, heatmaps = _panel_rows(plot.panels([torch.rand(4, 4)] * 3, ["a", "b", "c"], share_scale=True))
+    assert (rows, len(heatmaps)) == (2, 3)
+    rows, heatmaps = _panel_rows(plot.compare(torch.rand(4, 4), torch.rand(4, 4)))
+    assert (rows, len(heatmaps)) == (2, 3)  # before and after, then the difference under them
+
+
+def test_long_token_lists_are_thinned_not_shrunk():
+    tokens = [f"tok{i}" for i in range(64)]
+    fig = plot.heatmap(torch.rand(64, 64).softmax(-1), tokens)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert 8 <= len(labels) < 64 and labels[0] == "tok0"
+    assert min(_all_text_sizes(fig)) >= 9
+
+
+def test_a_constant_panel_gets_its_value_instead_of_a_colour_bar():
+    fig = plot.panels([torch.full((4, 4), 0.25), torch.rand(4, 4)], ["flat", "varied"])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert titles[0] == "flat\n(every cell 0.25)"
+    assert len(fig.axes) == 3  # two maps, one colour bar (for the varied one)
+
+
+def test_log_x_axes_count_in_powers_of_two_without_minor_labels():
+    fig = plot.curves([256, 512, 1024, 2048], {"a": [1, 2, 3, 4]}, xlabel="tokens", ylabel="s", logx=True)
+    from matplotlib.ticker import NullFormatter
+
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
+    assert isinstance(ax.xaxis.get_minor_formatter(), NullFormatter)
+    assert {"256", "512", "1024", "2048"} <= {t.get_text() for t in ax.get_xticklabels()}
+    assert plot.curves([1, 2], {"a": [1, 2]}, xlabel="x", ylabel="y").axes[0].get_xscale() == "linear"

@@ -12,39 +12,34 @@ BACKENDS = ["eager", "sdpa", "flex_attention"]
 
 
 def _plain(backend):
-    return attnviz.tiny_llama(attn_implementation=backend), contextlib.nullcontext()
+    return attnviz.tiny_model(attn_implementation=backend), contextlib.nullcontext()
 
 
 def _config_not_causal(backend):
-    return attnviz.tiny_llama(attn_implementation=backend, is_causal=False), contextlib.nullcontext()
+    return attnviz.tiny_model(attn_implementation=backend, is_causal=False), contextlib.nullcontext()
 
 
 def _attnviz_patch(backend):
-    model = attnviz.tiny_llama(attn_implementation=backend)
-    stack = contextlib.ExitStack()
-    stack.enter_context(attnviz.bidirectional(model))
-    stack.enter_context(attnviz.no_rope(model))
-    return model, stack
+    model = attnviz.tiny_model(attn_implementation=backend)
+    return model, attnviz.patched(model, bidirectional=True, no_rope=True)
 
 
 def _bidirectional_only(backend):
-    model = attnviz.tiny_llama(attn_implementation=backend)
+    model = attnviz.tiny_model(attn_implementation=backend)
     return model, attnviz.bidirectional(model)
 
 
 def _no_rope_only(backend):
-    model = attnviz.tiny_llama(attn_implementation=backend)
+    model = attnviz.tiny_model(attn_implementation=backend)
     return model, attnviz.no_rope(model)
 
 
 def _state_listing(backend):
-    return SeedBidirectionalModel(
-        attnviz.tiny_llama_config(attn_implementation=backend)
-    ).eval(), contextlib.nullcontext()
+    return SeedBidirectionalModel(attnviz.tiny_config(attn_implementation=backend)).eval(), contextlib.nullcontext()
 
 
 def _book_subclass(backend):
-    config = attnviz.tiny_llama_config(attn_implementation=backend)
+    config = attnviz.tiny_config(attn_implementation=backend)
     return attnviz.LlamaBidirectionalModel(config).eval(), contextlib.nullcontext()
 
 
@@ -85,7 +80,7 @@ def test_state_listing_override_is_never_called():
 
 
 def test_report_is_readable_and_names_its_settings():
-    model = attnviz.tiny_llama(attn_implementation="sdpa")
+    model = attnviz.tiny_model(attn_implementation="sdpa")
     text = str(attnviz.probe_report(model, seq_len=6))
     assert "backend sdpa" in text
     assert f"transformers {attnviz.versions(warn=False)['transformers']}" in text
@@ -95,7 +90,7 @@ def test_report_is_readable_and_names_its_settings():
 
 
 def test_probe_restores_training_mode_and_needs_three_positions():
-    model = attnviz.tiny_llama().train()
+    model = attnviz.tiny_model().train()
     attnviz.probe_report(model)
     assert model.training
     with pytest.raises(ValueError, match="at least 3"):
@@ -103,6 +98,6 @@ def test_probe_restores_training_mode_and_needs_three_positions():
 
 
 def test_probe_follows_the_model_dtype():
-    model = attnviz.tiny_llama().to(torch.bfloat16)
+    model = attnviz.tiny_model().to(torch.bfloat16)
     report = attnviz.probe_report(model)
     assert not report.attends_to_future and report.uses_positions

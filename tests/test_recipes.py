@@ -13,7 +13,7 @@ from conftest import ROOT
 from packaging.version import Version
 
 from attnviz import recipes
-from attnviz.plot import recipe_matrix as draw_matrix
+from attnviz.recipes import recipe_matrix as draw_matrix
 
 ROWS = json.loads((ROOT / "book" / "data" / "recipes.json").read_text(encoding="utf-8"))
 QUOTES = json.loads((ROOT / "book" / "data" / "recipe_quotes.json").read_text(encoding="utf-8"))

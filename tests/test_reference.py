@@ -31,7 +31,7 @@ def test_rotate_half_matches_transformers():
 
 
 def test_rope_tables_and_rotation_match_llama():
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     position_ids = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9]])
     x = torch.zeros(2, 7, 128)
     cos, sin = model.rotary_emb(x, position_ids)
@@ -43,7 +43,7 @@ def test_rope_tables_and_rotation_match_llama():
 
 
 def _eager_module(heads=4, kv_heads=2):
-    return attnviz.tiny_llama(num_attention_heads=heads, num_key_value_heads=kv_heads).layers[0].self_attn
+    return attnviz.tiny_model(num_attention_heads=heads, num_key_value_heads=kv_heads).layers[0].self_attn
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
@@ -70,7 +70,7 @@ def test_eager_attention_refuses_mismatched_heads():
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_masks_match_transformers_on_a_padded_batch(causal):
-    config = attnviz.tiny_llama_config(is_causal=causal)
+    config = attnviz.tiny_config(is_causal=causal)
     attention_mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])  # left padding in row 0
     embeds = torch.zeros(2, 6, config.hidden_size)
     expected = create_causal_mask(

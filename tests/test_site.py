@@ -1,7 +1,7 @@
 """The built site as a reader meets it: headless Chromium (Debian's) driven by Playwright.
 
-`make test` installs chromium with apt when it is missing. Screenshots of every page land in
-_build/screenshots/.
+`make test` installs chromium with apt when it is missing. Screenshots of every page, at 1280 px
+and 390 px, land in _build/screenshots/ (tests/test_site_reader.py takes them).
 """
 
 import functools
@@ -13,8 +13,9 @@ import threading
 from urllib.parse import urljoin, urlparse
 
 import pytest
-import yaml
-from conftest import HTML, ROOT
+from conftest import HTML, PAGES
+
+pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 # Debian's chromium by default; ATTNVIZ_CHROMIUM names another Chromium-based browser (e.g. on CI images).
 CHROMIUM = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,14 +26,6 @@ ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-def _toc_pages():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-
-
-PAGES = _toc_pages()
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +70,6 @@ def test_page_loads_cleanly_with_its_images(browser, server, page_name):
     images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.src, i.complete && i.naturalWidth > 0])")
     broken = [src for src, ok in images if not ok]
     assert not broken, f"{page_name}: images that did not load: {broken}"
-
-    screenshots = ROOT / "_build" / "screenshots"
-    screenshots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(screenshots / f"{page_name.replace('/', '_')}.png"), full_page=False)
     page.close()
 
 

@@ -13,12 +13,12 @@ import attnviz.testing
 
 @pytest.fixture(scope="module")
 def causal():
-    return attnviz.tiny_llama()
+    return attnviz.tiny_model()
 
 
 @pytest.fixture(scope="module")
 def set_model():
-    model = attnviz.tiny_llama(seed=1)
+    model = attnviz.tiny_model(seed=1)
     attnviz.bidirectional(model)  # for good: this model stays patched
     attnviz.no_rope(model)
     return model
@@ -60,7 +60,7 @@ def test_a_patched_model_passes_the_encoder_assertions_and_fails_the_decoder_one
 
 
 def test_bidirectional_with_rope_still_uses_positions():
-    model = attnviz.tiny_llama()
+    model = attnviz.tiny_model()
     with attnviz.bidirectional(model):
         attnviz.assert_bidirectional(model)
         attnviz.assert_uses_positions(model)
@@ -77,7 +77,7 @@ def test_the_seed_override_alone_is_caught_as_causal():
             return LlamaModel.forward(self, **kwargs)  # without the is_causal=False keyword
 
     with pytest.raises(AssertionError, match="it is causal"):
-        attnviz.assert_bidirectional(OverrideOnly(attnviz.tiny_llama_config()).eval())
+        attnviz.assert_bidirectional(OverrideOnly(attnviz.tiny_config()).eval())
 
 
 def test_keywords_reach_the_probe(set_model):
@@ -91,7 +91,7 @@ def test_in_a_real_pytest_run_the_failure_shows_the_numbers(tmp_path):
             import attnviz
 
             def test_encoder():
-                attnviz.assert_bidirectional(attnviz.tiny_llama())
+                attnviz.assert_bidirectional(attnviz.tiny_model())
             """
         )
     )

@@ -1,10 +1,48 @@
-"""A small Sphinx extension for the attnviz book.
+"""A small Sphinx extension for the attnviz book: what the site needs that the themes get wrong.
 
-sphinx-thebe (which Jupyter Book 1.x always loads) registers its inline configuration script
-each time its setup event fires; with notebook execution that can happen twice, and the page
-then declares `const THEBE_JS_URL` twice, a JavaScript SyntaxError on every page. This drops
-exact duplicate <script> entries from each page before it is written.
+- Drops duplicate <script> entries. sphinx-thebe (which Jupyter Book 1.x always loads) registers
+  its inline configuration script each time its setup event fires; with notebook execution that
+  can happen twice, and the page then declares `const THEBE_JS_URL` twice, a JavaScript
+  SyntaxError on every page.
+- Ships `static/`: the sidebar-button fix (attnviz-site.js), the site's CSS and the favicon.
+- Keeps launch buttons to chapters: Colab and Binder open a `.ipynb`, not a MyST `.md` page.
+- Drops the ipywidgets state and scripts from a page that shows no widget: chapter 8 builds a
+  live explorer, and its state would make the page pull require.js and the widget manager
+  from a CDN for nothing.
+- Serves MathJax from the site itself (from the pinned `django-static-mathjax` wheel, MathJax's
+  own distribution), so the maths render with no network.
 """
+
+from pathlib import Path
+
+from sphinx.errors import ExtensionError
+from sphinx.util.fileutil import copy_asset
+
+STATIC = Path(__file__).resolve().parent / "static"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# MathJax's es5/ folder, less the combined bundles the site does not load (15 MB)
+MATHJAX_BUNDLE = "tex-mml-chtml.js"
+MATHJAX_FOLDERS = ("a11y", "adaptors", "input", "output", "sre", "ui")
+
+
+def _add_static(app, config):
+    config.html_static_path.append(str(STATIC))
+
+
+def _mathjax_es5() -> Path:
+    try:
+        import mathjax  # django-static-mathjax: MathJax 3's files, no Django needed
+    except ImportError:
+        raise ExtensionError(
+            "the book serves MathJax itself, from the django-static-mathjax package: "
+            "pip install -r requirements.txt (or `make book`, which does)"
+        ) from None
+    return Path(mathjax.__file__).resolve().parent / "static" / "mathjax" / "es5"
+
+
+def _check_mathjax(app, config):
+    _mathjax_es5()  # fail at the start of a build, not after every chapter has run
 
 
 def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
@@ -23,6 +61,47 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _launch_buttons_only_for_notebooks(app, pagename, templatename, context, doctree):
+    if pagename in app.env.all_docs and str(app.env.doc2path(pagename)).endswith(".ipynb"):
+        return
+    buttons = context.get("header_buttons")
+    if buttons:
+        context["header_buttons"] = [b for b in buttons if b.get("label") != "launch-buttons"]
+
+
+def _drop_unused_widget_state(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts or WIDGET_VIEW in context.get("body", ""):
+        return
+    widget_js = tuple(app.config.nb_ipywidgets_js)
+    kept = []
+    for script in scripts:
+        attributes = getattr(script, "attributes", {}) or {}
+        filename = getattr(script, "filename", str(script)) or ""
+        if attributes.get("type") == WIDGET_STATE or (filename and filename in widget_js):
+            continue
+        kept.append(script)
+    context["script_files"] = kept
+
+
+def _copy_mathjax(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    es5 = _mathjax_es5()
+    target = Path(app.outdir) / "_static" / "mathjax"
+    target.mkdir(parents=True, exist_ok=True)
+    copy_asset(str(es5 / MATHJAX_BUNDLE), str(target))
+    for folder in MATHJAX_FOLDERS:
+        copy_asset(str(es5 / folder), str(target / folder))
+
+
 def setup(app):
+    app.connect("config-inited", _add_static)
+    app.connect("config-inited", _check_mathjax)
+    app.add_css_file("attnviz-site.css")
+    app.add_js_file("attnviz-site.js")
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    app.connect("html-page-context", _launch_buttons_only_for_notebooks, priority=900)
+    app.connect("html-page-context", _drop_unused_widget_state, priority=900)
+    app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

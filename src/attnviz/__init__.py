@@ -7,6 +7,7 @@ the command line answers a mistyped flag at once.
 
 import importlib
 import importlib.util
+from typing import TYPE_CHECKING
 
 if importlib.util.find_spec("torch") is None:  # pragma: no cover - exercised only on a machine without torch
     raise ImportError(
@@ -17,31 +18,39 @@ if importlib.util.find_spec("torch") is None:  # pragma: no cover - exercised on
 
 __version__ = "0.1.0"
 
-# public name -> the submodule that defines it
+# public name -> the submodule that defines it. The TYPE_CHECKING block below mirrors this table
+# for IDEs and type checkers; tests/test_package.py checks that the two agree.
 _EXPORTS = {
     "PINNED_VERSIONS": "_versions",
     "versions": "_versions",
-    "capture_attention": "capture",
-    "AttentionExplorer": "explorer",
-    "static_view": "explorer",
-    "load_demo": "demo",
-    "demo_example": "demo",
-    "tiny_llama": "models",
-    "tiny_llama_config": "models",
+    "FAMILIES": "families",
+    "SUPPORTED_BACKBONES": "families",
+    "find_backbone": "families",
+    "sliding_windows": "families",
     "tiny_config": "models",
     "tiny_model": "models",
-    "FAMILIES": "models",
+    "VARIANTS": "patch",
     "LlamaBidirectionalModel": "patch",
     "NoRoPE": "patch",
-    "bidirectional": "patch",
-    "find_backbone": "patch",
-    "no_rope": "patch",
-    "sliding_windows": "patch",
     "PositionWarning": "patch",
+    "bidirectional": "patch",
+    "no_rope": "patch",
+    "patched": "patch",
+    "restore": "patch",
+    "active_patches": "patch",
     "ProbeReport": "probes",
     "attends_to_future": "probes",
+    "offset_score": "probes",
     "probe_report": "probes",
     "uses_positions": "probes",
+    "capture_attention": "capture",
+    "AttentionExplorer": "explorer",
+    "static_view": "view",
+    "static_data": "view",
+    "write_live_model": "weblive",
+    "DEMO_DIR": "demo",
+    "demo_example": "demo",
+    "load_demo": "demo",
     "quote": "source",
     "diff": "source",
     "repo_file": "_paths",
@@ -50,7 +59,34 @@ _EXPORTS = {
     "assert_position_free": "testing",
     "assert_uses_positions": "testing",
 }
-_SUBMODULES = ("plot", "reference", "testing")
+# submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...)
+_SUBMODULES = ("diagrams", "families", "plot", "recipes", "reference", "state", "testing")
+
+if TYPE_CHECKING:
+    from attnviz import diagrams, families, plot, recipes, reference, state, testing
+    from attnviz._paths import repo_file
+    from attnviz._versions import PINNED_VERSIONS, versions
+    from attnviz.capture import capture_attention
+    from attnviz.demo import DEMO_DIR, demo_example, load_demo
+    from attnviz.explorer import AttentionExplorer
+    from attnviz.families import FAMILIES, SUPPORTED_BACKBONES, find_backbone, sliding_windows
+    from attnviz.models import tiny_config, tiny_model
+    from attnviz.patch import (
+        VARIANTS,
+        LlamaBidirectionalModel,
+        NoRoPE,
+        PositionWarning,
+        active_patches,
+        bidirectional,
+        no_rope,
+        patched,
+        restore,
+    )
+    from attnviz.probes import ProbeReport, attends_to_future, offset_score, probe_report, uses_positions
+    from attnviz.source import diff, quote
+    from attnviz.testing import assert_bidirectional, assert_causal, assert_position_free, assert_uses_positions
+    from attnviz.view import static_data, static_view
+    from attnviz.weblive import write_live_model
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

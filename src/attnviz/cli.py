@@ -8,7 +8,6 @@ Without ``--model`` a tiny random Llama is used. ``--model`` loads a local folde
 """
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
@@ -44,17 +43,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loader_for(path: Path):
+    """The class that builds the saved model: attnviz's own subclass where config.json names it.
+
+    ``AutoModel`` reads ``model_type`` only; a folder saved from ``attnviz.LlamaBidirectionalModel``
+    would come back as a plain causal RoPE ``LlamaModel``. Other architectures that transformers does
+    not know get a warning on stderr, since the model may not be what was saved.
+    """
+    import json
+
+    import transformers
+    from transformers import AutoModel
+
+    try:
+        architectures = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model {path}: config.json is not valid JSON ({error})") from error
+    if "LlamaBidirectionalModel" in architectures:
+        from attnviz.patch import LlamaBidirectionalModel
+
+        return LlamaBidirectionalModel
+    unknown = [name for name in architectures if not hasattr(transformers, name)]
+    if unknown:
+        print(
+            f"attnviz: warning: config.json names {', '.join(unknown)}, which transformers does not know; "
+            "loading the plain backbone AutoModel gives, which may not behave like the saved model",
+            file=sys.stderr,
+        )
+    return AutoModel
+
+
 def _load(args):
     import torch
+    from safetensors import SafetensorError
 
-    import attnviz
+    from attnviz.families import find_backbone
+    from attnviz.models import tiny_model
 
     if args.length < 3 or args.length > 128:
         raise UsageError(f"--length must be between 3 and 128; got {args.length}")
     if args.model is None:
-        model = attnviz.tiny_llama(attn_implementation=args.backend or "eager")
+        model = tiny_model(attn_implementation=args.backend or "eager")
     else:
-        from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # keep stderr for errors: one line each
@@ -66,13 +96,16 @@ def _load(args):
         if not list(path.glob("*.safetensors")):
             raise UsageError(f"--model {path}: no .safetensors weights there (attnviz loads safetensors only)")
         kwargs = {"attn_implementation": args.backend} if args.backend else {}
+        loader = _loader_for(path)
         try:
-            model = AutoModel.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
-        except (OSError, ValueError, KeyError) as error:
-            raise UsageError(f"--model {path}: cannot load it: {str(error).splitlines()[0]}") from error
+            model = loader.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+            # a corrupt or truncated file, weights that do not fit the config, a config transformers rejects
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UsageError(f"--model {path}: cannot load it: {first_line}") from error
         model.eval()
     try:
-        backbone = attnviz.find_backbone(model)
+        backbone = find_backbone(model)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.backend and backbone.config._attn_implementation != args.backend:
@@ -84,14 +117,9 @@ def _load(args):
 
 
 def _patched(model, args):
-    import attnviz
+    from attnviz.patch import patched
 
-    stack = contextlib.ExitStack()
-    if args.bidirectional:
-        stack.enter_context(attnviz.bidirectional(model))
-    if args.no_rope:
-        stack.enter_context(attnviz.no_rope(model))
-    return stack
+    return patched(model, bidirectional=args.bidirectional, no_rope=args.no_rope)
 
 
 def _describe(args) -> str:
@@ -102,31 +130,37 @@ def render(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import attnviz
+    from attnviz.capture import capture_attention
+    from attnviz.families import find_backbone
     from attnviz.plot import head_grid
 
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out}: that is a folder; give a file name such as {args.out / 'fig.png'}")
     if args.out.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
         raise UsageError(f"--out {args.out}: use a .png, .svg, .pdf or .jpg file name")
     if not args.out.parent.exists():
         raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
     model, input_ids = _load(args)
-    layers = attnviz.find_backbone(model).config.num_hidden_layers
+    layers = find_backbone(model).config.num_hidden_layers
     if not -layers <= args.layer < layers:
         raise UsageError(f"--layer {args.layer}: the model has {layers} layers (0-{layers - 1})")
     with _patched(model, args):
-        attentions = attnviz.capture_attention(model, input_ids=input_ids)
+        attentions = capture_attention(model, input_ids=input_ids)
     fig = head_grid(attentions, args.layer, title=f"Layer {args.layer}, {_describe(args)}")
-    fig.savefig(args.out, dpi=120)
+    try:
+        fig.savefig(args.out, dpi=120)
+    except OSError as error:
+        raise UsageError(f"--out {args.out}: cannot write it ({error.strerror or error})") from error
     print(f"wrote {args.out}")
     return 0
 
 
 def check(args) -> int:
-    import attnviz
+    from attnviz.probes import probe_report
 
     model, _ = _load(args)
     with _patched(model, args):
-        print(attnviz.probe_report(model))
+        print(probe_report(model))
     return 0
 
 

@@ -3,14 +3,14 @@
 A 2-layer, 4-head Llama with RoPE (``head_dim`` 32) trained to copy a random letter sequence
 after a separator. Copying needs a previous-token head and an induction head, so its attention
 has structure worth looking at, unlike a randomly initialised model's. Shipped in
-``attnviz/demo`` and loaded with ``from_pretrained``, offline.
+``attnviz/demo_model`` and loaded with ``from_pretrained``, offline.
 """
 
 from pathlib import Path
 
 import torch
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_DIR = Path(__file__).resolve().parent / "demo_model"
 
 # The example the book draws: <bos>, 15 letters, the separator, the same 15 letters (32 tokens).
 DEMO_TEXT = "<bos> t h e q u i c k b r o w n f x | t h e q u i c k b r o w n f x"
@@ -41,18 +41,3 @@ def demo_example(tokenizer=None) -> torch.Tensor:
         tokenizer = AutoTokenizer.from_pretrained(DEMO_DIR)
     ids = tokenizer.convert_tokens_to_ids(DEMO_TEXT.split())
     return torch.tensor([ids])
-
-
-def offset_score(weights: torch.Tensor, offset: int = -1) -> torch.Tensor:
-    """Mean attention weight each head puts on the key ``offset`` positions from the query.
-
-    ``weights`` is ``(batch, heads, q_len, k_len)``; returns ``(heads,)``. A previous-token head
-    scores near 1 at ``offset=-1``. Queries without such a key (the first ones) are left out.
-    """
-    if weights.dim() != 4:
-        raise ValueError(f"expected (batch, heads, q_len, k_len) weights; got shape {tuple(weights.shape)}.")
-    q_len = weights.shape[-2]
-    diagonal = torch.diagonal(weights, offset=offset, dim1=-2, dim2=-1)  # (batch, heads, q_len - |offset|)
-    if diagonal.shape[-1] == 0:
-        raise ValueError(f"offset {offset} leaves no query with a key in a sequence of {q_len}.")
-    return diagonal.mean(dim=(0, -1))

@@ -1,60 +1,51 @@
-"""Explore attention with causal/bidirectional and RoPE/NoRoPE switched on and off.
+"""The live attention explorer: ipywidgets that flip causal/bidirectional and RoPE/NoRoPE.
 
-Two explorers, explained in chapter 8:
-
-- ``AttentionExplorer``: live ipywidgets (Jupyter, Binder, Colab). Every change recomputes the
-  attention of the chosen model and redraws one image in place.
-- ``static_view``: a self-contained HTML/JavaScript view with the four variants computed ahead of
-  time, for the rendered book, where there is no kernel. No CDN, no network.
+Chapter 8 shows it. Every change recomputes the attention of the chosen model and redraws one
+image in place. The kernel-free view for the rendered book is ``attnviz.view.static_view``.
 """
 
 import contextlib
 import html
 import io
-import json
 
 import numpy as np
 import torch
 
 from attnviz.capture import capture_attention
-from attnviz.patch import bidirectional, find_backbone, no_rope
+from attnviz.families import find_backbone
+from attnviz.patch import patched
 from attnviz.probes import probe_report
-
-VARIANTS = {  # name -> (causal, rope)
-    "causal + RoPE": (True, True),
-    "bidirectional + RoPE": (False, True),
-    "causal + NoRoPE": (True, False),
-    "bidirectional + NoRoPE": (False, False),
-}
+from attnviz.view import token_labels
 
 
 @contextlib.contextmanager
-def patched(model, causal: bool, rope: bool):
-    """Apply ``bidirectional`` (unless ``causal``) and ``no_rope`` (unless ``rope``) for one block."""
-    with contextlib.ExitStack() as stack:
-        if not causal:
-            stack.enter_context(bidirectional(model))
-        if not rope:
-            stack.enter_context(no_rope(model))
+def _backend(model, name: str):
+    """Run ``model`` on the attention backend ``name`` for one block, then put the caller's back."""
+    config = find_backbone(model).config
+    previous = config._attn_implementation
+    if previous == name:
         yield model
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(previous)
 
 
-def attention_variant(model, input_ids: torch.Tensor, causal: bool, rope: bool) -> tuple[torch.Tensor, ...]:
-    """``capture_attention`` of ``model`` on ``input_ids`` with the two patches applied as asked."""
-    with patched(model, causal, rope):
+def _capture(model, input_ids, bidirectional: bool, no_rope: bool):
+    with patched(model, bidirectional=bidirectional, no_rope=no_rope):
         return capture_attention(model, input_ids=input_ids)
-
-
-def _tokens(tokenizer, input_ids) -> list[str]:
-    if tokenizer is None:
-        return [str(i) for i in input_ids[0].tolist()]
-    return tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
 
 
 class AttentionExplorer:
     """Live widgets: causal/bidirectional and RoPE/NoRoPE toggles, layer, head (or all heads),
     backend, and your own tokens. Shows the heatmap, the probes' verdicts, and how far the
     weights moved from the unpatched model. Display it as the last expression of a cell.
+
+    The model is the caller's own object, not a copy: the patches and the backend menu act on it
+    only while the explorer computes, and each update leaves it as it found it (patches undone,
+    the caller's attention backend back in place).
 
     Args:
         model: a Llama, Mistral, Qwen2 or Qwen3 model; default the book's demo model (``attnviz.load_demo``).
@@ -76,6 +67,8 @@ class AttentionExplorer:
         self.input_ids = demo_example(tokenizer) if input_ids is None else input_ids
         if self.input_ids.dim() != 2 or self.input_ids.shape[0] != 1:
             raise ValueError(f"input_ids must have shape (1, seq); got {tuple(self.input_ids.shape)}.")
+        if self.input_ids.shape[1] == 0:
+            raise ValueError("input_ids must hold at least one token; got an empty sequence of shape (1, 0).")
         self._probes: dict = {}
         config = self.backbone.config
 
@@ -87,7 +80,7 @@ class AttentionExplorer:
             options=["eager", "sdpa", "flex_attention"], value=config._attn_implementation, description="backend"
         )
         self.text = widgets.Text(
-            value=" ".join(_tokens(tokenizer, self.input_ids)),
+            value=" ".join(token_labels(tokenizer, self.input_ids)),
             description="tokens",
             continuous_update=False,
             layout=widgets.Layout(width="95%"),
@@ -112,8 +105,9 @@ class AttentionExplorer:
 
     # -- state ---------------------------------------------------------------------------------
     @property
-    def variant(self) -> tuple[bool, bool]:
-        return self.causal.value == "causal", self.rope.value == "RoPE"
+    def variant(self) -> dict[str, bool]:
+        """The current toggles as the keyword arguments of ``attnviz.patched``."""
+        return {"bidirectional": self.causal.value == "bidirectional", "no_rope": self.rope.value == "NoRoPE"}
 
     def _on_change(self, change):
         if change["owner"] is self.text and not self._set_text(change["new"]):
@@ -138,24 +132,30 @@ class AttentionExplorer:
 
     # -- drawing ------------------------------------------------------------------------------
     def update(self):
-        """Recompute the attention for the current controls and redraw the image in place."""
-        if self.backbone.config._attn_implementation != self.backend.value:
-            self.model.set_attn_implementation(self.backend.value)
-        causal, rope = self.variant
-        attentions = attention_variant(self.model, self.input_ids, causal, rope)
+        """Recompute the attention for the current controls and redraw the image in place.
+
+        The chosen backend is switched on for this update only: the caller's model is back on its
+        own backend when ``update`` returns.
+        """
+        with _backend(self.model, self.backend.value):
+            self._update()
+
+    def _update(self):
+        variant = self.variant
+        attentions = _capture(self.model, self.input_ids, **variant)
         # the unpatched model's weights depend only on the input and backend: computed once for them
         baseline_key = (tuple(self.input_ids[0].tolist()), self.backend.value)
-        if (causal, rope) == (True, True):
+        if not any(variant.values()):
             self._baseline = (baseline_key, attentions)
         elif self._baseline is None or self._baseline[0] != baseline_key:
-            self._baseline = (baseline_key, attention_variant(self.model, self.input_ids, True, True))
+            self._baseline = (baseline_key, _capture(self.model, self.input_ids, bidirectional=False, no_rope=False))
         baseline = self._baseline[1]
         layer = self.layer.value
         moved = (attentions[layer] - baseline[layer]).abs().max().item()
-        self.image.value = self._render(attentions, layer, _tokens(self.tokenizer, self.input_ids))
-        key = (causal, rope, self.backend.value)
+        self.image.value = self._render(attentions, layer, token_labels(self.tokenizer, self.input_ids))
+        key = (*variant.values(), self.backend.value)
         if key not in self._probes:  # the verdict depends on the variant and backend, not on the input
-            with patched(self.model, causal, rope):
+            with patched(self.model, **variant):
                 self._probes[key] = probe_report(self.model)
         report = self._probes[key]
         self.status.value = (
@@ -222,101 +222,3 @@ class AttentionExplorer:
         from IPython.display import display
 
         display(self.widget)
-
-
-# -- the kernel-free view --------------------------------------------------------------------------
-def static_data(model, input_ids: torch.Tensor, tokens: list[str], decimals: int = 3) -> dict:
-    """The four variants' weights of every layer and head, rounded, as plain lists for JSON.
-
-    Masked cells (weight exactly 0) are written as -1, so that a weight which merely rounds to 0
-    is still drawn as a weight, not as masked.
-    """
-    data = {"tokens": tokens, "variants": {}}
-    for name, (causal, rope) in VARIANTS.items():
-        attentions = attention_variant(model, input_ids, causal, rope)
-        data["variants"][name] = [
-            [[[-1 if w == 0 else round(float(w), decimals) for w in row] for row in head] for head in layer[0]]
-            for layer in attentions
-        ]
-    return data
-
-
-_VIEW = """
-<div class="attnviz-static" id="{uid}" style="font-family: sans-serif; margin: 1em 0;">
-  <div style="margin-bottom: .5em;">
-    <span>mask:</span>
-    <label><input type="radio" name="{uid}-mask" value="causal" checked> causal</label>
-    <label><input type="radio" name="{uid}-mask" value="bidirectional"> bidirectional</label>
-    &nbsp; <span>positions:</span>
-    <label><input type="radio" name="{uid}-pos" value="RoPE" checked> RoPE</label>
-    <label><input type="radio" name="{uid}-pos" value="NoRoPE"> NoRoPE</label>
-    &nbsp; <label>layer <select class="layer"></select></label>
-    <label>head <select class="head"></select></label>
-  </div>
-  <canvas width="{size}" height="{size}" style="border: 1px solid #ccc;"></canvas>
-  <div class="caption" style="font-size: .9em; color: #444;"></div>
-</div>
-<script>
-(function () {{
-  const data = {data};
-  const root = document.getElementById("{uid}");
-  const canvas = root.querySelector("canvas"), ctx = canvas.getContext("2d");
-  const layerSelect = root.querySelector(".layer"), headSelect = root.querySelector(".head");
-  const nLayers = data.variants["causal + RoPE"].length, nHeads = data.variants["causal + RoPE"][0].length;
-  for (let l = 0; l < nLayers; l++) layerSelect.add(new Option(l, l));
-  for (let h = 0; h < nHeads; h++) headSelect.add(new Option(h, h));
-  // viridis, five stops, interpolated
-  const stops = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
-  function color(v) {{
-    const x = Math.max(0, Math.min(1, v)) * (stops.length - 1);
-    const i = Math.min(Math.floor(x), stops.length - 2), f = x - i;
-    const c = stops[i].map((s, k) => Math.round(s + f * (stops[i + 1][k] - s)));
-    return "rgb(" + c.join(",") + ")";
-  }}
-  function value(name) {{ return root.querySelector('input[name="{uid}-' + name + '"]:checked').value; }}
-  function draw() {{
-    const variant = value("mask") + " + " + value("pos");
-    const w = data.variants[variant][+layerSelect.value][+headSelect.value];
-    const n = w.length, label = 60, cell = (canvas.width - label) / n;
-    let max = 0; w.forEach(r => r.forEach(x => {{ if (x > max) max = x; }}));
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-    for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) {{
-      ctx.fillStyle = w[q][k] < 0 ? "{masked}" : color(w[q][k] / (max || 1));
-      ctx.fillRect(label + k * cell, label + q * cell, Math.ceil(cell), Math.ceil(cell));
-    }}
-    ctx.fillStyle = "#000"; ctx.font = Math.min(11, cell) + "px sans-serif";
-    for (let i = 0; i < n; i++) {{
-      ctx.textAlign = "right"; ctx.fillText(data.tokens[i], label - 3, label + (i + 0.75) * cell);
-      ctx.save(); ctx.translate(label + (i + 0.75) * cell, label - 3); ctx.rotate(-Math.PI / 2);
-      ctx.textAlign = "left"; ctx.fillText(data.tokens[i], 0, 0); ctx.restore();
-    }}
-    root.querySelector(".caption").textContent = variant + ", layer " + layerSelect.value + ", head " +
-      headSelect.value + ": rows are queries, columns keys; grey cells are masked; colour scale 0 to " + max.toFixed(3);
-    canvas.dataset.variant = variant;
-  }}
-  root.querySelectorAll("input, select").forEach(el => el.addEventListener("change", draw));
-  draw();
-}})();
-</script>
-"""
-
-
-def static_view(model=None, tokenizer=None, input_ids=None, size: int = 460):
-    """A kernel-free explorer: an ``IPython.display.HTML`` with the four variants embedded.
-
-    Radio buttons switch causal/bidirectional and RoPE/NoRoPE, selects pick layer and head; a
-    small script draws on a canvas. Everything is inline: it works offline, with no kernel.
-    """
-    from IPython.display import HTML
-
-    from attnviz.demo import demo_example, load_demo
-
-    if model is None:
-        model, demo_tokenizer = load_demo()
-        tokenizer = tokenizer or demo_tokenizer
-    input_ids = demo_example(tokenizer) if input_ids is None else input_ids
-    data = static_data(model, input_ids, _tokens(tokenizer, input_ids))
-    uid = f"attnviz-{abs(hash(json.dumps(data['tokens']))) % 10**8}"
-    from attnviz.plot import MASKED_COLOR
-
-    return HTML(_VIEW.format(uid=uid, data=json.dumps(data, separators=(",", ":")), size=size, masked=MASKED_COLOR))

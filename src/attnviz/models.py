@@ -4,33 +4,14 @@ Chapter 1 (``notebooks/01_llama_attention.ipynb``) builds its Llama with these; 
 (``notebooks/09_beyond_llama.ipynb``) builds Qwen2, Qwen3 and Mistral models of the same size.
 """
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import (
-    LlamaConfig,
-    LlamaModel,
-    MistralConfig,
-    MistralModel,
-    PreTrainedConfig,
-    PreTrainedModel,
-    Qwen2Config,
-    Qwen2Model,
-    Qwen3Config,
-    Qwen3Model,
-)
 
-# family name -> (config class, backbone class). attnviz.patch supports exactly these backbones.
-FAMILIES: dict[str, tuple[type[PreTrainedConfig], type[PreTrainedModel]]] = {
-    "llama": (LlamaConfig, LlamaModel),
-    "mistral": (MistralConfig, MistralModel),
-    "qwen2": (Qwen2Config, Qwen2Model),
-    "qwen3": (Qwen3Config, Qwen3Model),
-}
+from attnviz.families import family
 
-
-def _classes(family: str) -> tuple[type[PreTrainedConfig], type[PreTrainedModel]]:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; attnviz builds {', '.join(FAMILIES)}.")
-    return FAMILIES[family]
+if TYPE_CHECKING:  # 4.x calls it PretrainedConfig; attnviz's measuring code must import on 4.x too
+    from transformers import PreTrainedConfig, PreTrainedModel
 
 
 def _attn_implementations() -> list[str]:
@@ -40,16 +21,11 @@ def _attn_implementations() -> list[str]:
     return ["eager", *sorted(ALL_ATTENTION_FUNCTIONS.keys())]
 
 
-def tiny_llama_config(**overrides) -> LlamaConfig:
-    """The tiny Llama config; same as ``tiny_config("llama", **overrides)``."""
-    return tiny_config("llama", **overrides)
-
-
-def tiny_config(family: str = "llama", **overrides) -> PreTrainedConfig:
+def tiny_config(name: str = "llama", **overrides) -> "PreTrainedConfig":
     """Return the book's tiny config of one family: hidden 128, 4 query heads, 2 key/value heads, head_dim 32.
 
-    Two layers, a 256-token vocabulary and eager attention. ``family`` is one of ``FAMILIES``
-    (llama, mistral, qwen2, qwen3). Any field can be overridden by keyword, e.g.
+    Two layers, a 256-token vocabulary and eager attention. ``name`` is a family of ``attnviz.FAMILIES``
+    (llama, mistral, qwen2, qwen3; see ``attnviz.families``). Any field can be overridden by keyword, e.g.
     ``tiny_config("qwen3", layer_types=["full_attention", "sliding_attention"], sliding_window=4)``.
 
     Sliding windows are off unless asked for: Mistral's 4096-token default becomes ``None``, and
@@ -72,12 +48,11 @@ def tiny_config(family: str = "llama", **overrides) -> PreTrainedConfig:
         initializer_range=0.1,
         attn_implementation="eager",
     )
-    config_class = _classes(family)[0]
-    if family == "mistral":
-        fields["sliding_window"] = None  # Mistral's default window (4096) would hide behind short inputs
+    entry = family(name)
+    fields.update(entry.tiny_defaults)
     fields.update(overrides)
     layer_types = fields.get("layer_types")
-    if family.startswith("qwen") and layer_types is not None:
+    if entry.layer_types and layer_types is not None:
         if len(layer_types) != fields["num_hidden_layers"]:
             raise ValueError(
                 f"layer_types has {len(layer_types)} entries for {fields['num_hidden_layers']} layers; "
@@ -105,33 +80,30 @@ def tiny_config(family: str = "llama", **overrides) -> PreTrainedConfig:
             f"head_dim {fields['head_dim']} is below 32: PyTorch's CPU flex-attention kernel gives "
             "wrong numbers for some small shapes. Use head_dim >= 32 with flex_attention."
         )
-    return config_class(**fields)
+    return entry.config_class(**fields)
 
 
-def tiny_llama(config: LlamaConfig | None = None, *, seed: int = 0, **overrides) -> LlamaModel:
-    """Return a randomly initialised ``LlamaModel``; same as ``tiny_model("llama", ...)``."""
-    return tiny_model("llama", config, seed=seed, **overrides)
-
-
-def tiny_model(family: str = "llama", config: PreTrainedConfig | None = None, *, seed: int = 0, **overrides):
+def tiny_model(
+    name: str = "llama", config: "PreTrainedConfig | None" = None, *, seed: int = 0, **overrides
+) -> "PreTrainedModel":
     """Return a randomly initialised backbone of one family (``LlamaModel``, ``Qwen3Model``, ...).
 
     Args:
-        family: one of ``FAMILIES``.
-        config: the config to build; by default ``tiny_config(family, **overrides)``.
+        name: a family of ``attnviz.FAMILIES`` (llama, mistral, qwen2, qwen3).
+        config: the config to build; by default ``tiny_config(name, **overrides)``.
         seed: the weights depend only on this; the global torch random state is left as it was.
         overrides: config fields, only when ``config`` is not given.
 
     The model is in eval mode, so dropout is off.
     """
-    config_class, model_class = _classes(family)
+    entry = family(name)
     if config is None:
-        config = tiny_config(family, **overrides)
+        config = tiny_config(name, **overrides)
     elif overrides:
         raise ValueError(f"pass either a config or config fields, not both (got {sorted(overrides)}).")
-    if not isinstance(config, config_class):
-        raise ValueError(f"a {family} model needs a {config_class.__name__}; got a {type(config).__name__}.")
+    if not isinstance(config, entry.config_class):
+        raise ValueError(f"a {name} model needs a {entry.config_class.__name__}; got a {type(config).__name__}.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_class(config)
+        model = entry.backbone_class(config)
     return model.eval()

@@ -1,12 +1,33 @@
 """Attention heatmaps. Every function returns a matplotlib ``Figure`` and shows nothing itself.
 
 Chapter 1 (``notebooks/01_llama_attention.ipynb``) introduces ``heatmap``.
+
+Figures are sized for the book's text column, about 690 px at 100 dpi: at most ``COLUMN`` inches
+wide, at most two panels in a row (more wrap to new rows), one colour bar per colour scale, and
+text of at least 9 points, so that nothing is shrunk on the page until it cannot be read. Token
+labels thin out (every second or third token) when a panel is too narrow to print them all.
 """
 
+import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+COLUMN = 6.9  # inches: the book's text column at 100 dpi
+FONT = 10  # points
+# the rc settings every figure here is made under
+STYLE = {
+    "font.size": FONT,
+    "axes.titlesize": FONT + 1,
+    "axes.labelsize": FONT,
+    "xtick.labelsize": FONT - 1,
+    "ytick.labelsize": FONT - 1,
+    "legend.fontsize": FONT - 1,
+    "figure.titlesize": FONT + 2,
+    "figure.dpi": 100,
+}
 
 # Above this many tokens the labels overlap and single cells can no longer be read.
 MAX_TOKENS = 128
@@ -40,17 +61,38 @@ def _check_tokens(tokens: Sequence[str] | None, q_len: int, k_len: int) -> tuple
     return tokens[k_len - q_len :], tokens
 
 
+def _column_style(function):
+    """Make the figure under ``STYLE`` (font sizes are fixed when text is created)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
 def _new_figure(figsize):
     """Make a Figure that a notebook shows exactly once: when it is returned from a cell.
 
     Making it through pyplot loads the notebook's inline backend, which teaches IPython to
     display Figure objects; closing it at once keeps pyplot from showing it a second time.
+    The width is capped at the book's column.
     """
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=figsize, layout="constrained")
+    width, height = figsize
+    fig = plt.figure(figsize=(min(width, COLUMN), height), layout="constrained")
     plt.close(fig)
     return fig
+
+
+def _label_step(n_labels: int, axis_inches: float) -> int:
+    """Print every n-th token label so labels of FONT - 1 points do not overlap on an axis this long."""
+    needed = n_labels * (FONT - 1) * 1.5 / 72  # inches: the label height plus a little air
+    return max(1, math.ceil(needed / max(axis_inches, 0.1)))
 
 
 def _prepare(weights, tokens, mask, max_tokens, name="weights"):
@@ -73,7 +115,7 @@ def _prepare(weights, tokens, mask, max_tokens, name="weights"):
     return array, masked, q_labels, k_labels
 
 
-def _draw(ax, array, masked, q_labels, k_labels, vmin, vmax, cmap="viridis", title=None, labels=True):
+def _draw(ax, array, masked, q_labels, k_labels, vmin, vmax, cmap="viridis", title=None, labels=True, axis_inches=None):
     import matplotlib
 
     colormap = matplotlib.colormaps[cmap].with_extremes(bad=MASKED_COLOR)
@@ -85,8 +127,9 @@ def _draw(ax, array, masked, q_labels, k_labels, vmin, vmax, cmap="viridis", tit
         interpolation="nearest",
         aspect="auto",
     )
-    ax.set_xticks(range(len(k_labels)), k_labels, rotation=90)
-    ax.set_yticks(range(len(q_labels)), q_labels)
+    step = _label_step(max(len(k_labels), len(q_labels)), axis_inches or COLUMN)
+    ax.set_xticks(range(0, len(k_labels), step), k_labels[::step], rotation=90)
+    ax.set_yticks(range(0, len(q_labels), step), q_labels[::step])
     if labels:
         ax.set_xlabel("key position (attended to)")
         ax.set_ylabel("query position (attending)")
@@ -101,7 +144,6 @@ def _masked_legend(ax):
     ax.legend(
         handles=[Patch(facecolor=MASKED_COLOR, edgecolor="black", label="masked")],
         loc="upper right",
-        fontsize="small",
     )
 
 
@@ -113,6 +155,7 @@ def _range(arrays_and_masks):
     return float(min(values.min(), 0.0)), float(values.max())
 
 
+@_column_style
 def heatmap(
     weights,
     tokens: Sequence[str] | None = None,
@@ -143,10 +186,13 @@ def heatmap(
     array, masked, q_labels, k_labels = _prepare(weights, tokens, mask, max_tokens)
     q_len, k_len = array.shape
     if ax is None:
-        ax = _new_figure(figsize=(1.6 + 0.32 * k_len, 1.0 + 0.3 * q_len)).add_subplot()
+        width = min(COLUMN, 2.4 + 0.24 * k_len)
+        ax = _new_figure(figsize=(width, min(COLUMN, 1.4 + 0.24 * q_len))).add_subplot()
     fig = ax.figure
+    axis_inches = fig.get_size_inches()[0] - 2.0
     low, high = _range([(array, masked)])
-    image = _draw(ax, array, masked, q_labels, k_labels, low if vmin is None else vmin, high if vmax is None else vmax)
+    low, high = low if vmin is None else vmin, high if vmax is None else vmax
+    image = _draw(ax, array, masked, q_labels, k_labels, low, high, axis_inches=axis_inches)
     fig.colorbar(image, ax=ax, label=colorbar_label, shrink=0.9)
     if title:
         ax.set_title(title)
@@ -181,13 +227,14 @@ def _check_attentions(attentions, layer: int, batch: int):
     return weights[batch]
 
 
+@_column_style
 def head_grid(
     attentions,
     layer: int,
     tokens: Sequence[str] | None = None,
     *,
     batch: int = 0,
-    ncols: int = 4,
+    ncols: int = 2,
     title: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
 ):
@@ -199,6 +246,7 @@ def head_grid(
         layer: which layer to draw.
         tokens: one label per key position, or ``None`` for indices.
         batch: which sequence of the batch.
+        ncols: heads per row (at most 2 fit the book's column with readable labels).
     """
     per_head = _check_attentions(attentions, layer, batch)  # (heads, q_len, k_len)
     heads = per_head.shape[0]
@@ -206,14 +254,16 @@ def head_grid(
     q_len, k_len = prepared[0][0].shape
     ncols = max(1, min(ncols, heads))
     nrows = -(-heads // ncols)
-    cell = 0.22 * max(q_len, k_len) + 1.0
-    fig = _new_figure(figsize=(cell * ncols + 1.2, cell * nrows + 0.6))
+    cell = min(0.16 * max(q_len, k_len) + 1.2, (COLUMN - 1.4) / ncols)
+    fig = _new_figure(figsize=(cell * ncols + 1.4, cell * nrows + 0.9))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     low, high = _range([(a, m) for a, m, _, _ in prepared])
     image = None
     for h, (array, masked, q_labels, k_labels) in enumerate(prepared):
         ax = axes[h // ncols][h % ncols]
-        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=f"head {h}", labels=False)
+        image = _draw(
+            ax, array, masked, q_labels, k_labels, low, high, title=f"head {h}", labels=False, axis_inches=cell - 0.6
+        )
         if h % ncols:
             ax.set_yticklabels([])
     for h in range(heads, nrows * ncols):
@@ -227,6 +277,7 @@ def head_grid(
     return fig
 
 
+@_column_style
 def compare(
     before,
     after,
@@ -241,7 +292,8 @@ def compare(
     """Put attention maps before and after a change side by side on one colour scale; return the Figure.
 
     With ``diff=True`` a last column shows ``after - before`` on a diverging scale centred on 0
-    (red: more weight after, blue: less). Cells masked in both maps are grey everywhere.
+    (red: more weight after, blue: less), drawn under the pair it belongs to. Cells masked in
+    both maps are grey everywhere.
 
     Args:
         before, after: ``(q_len, k_len)`` weights of the same shape, or two lists of such maps, one
@@ -267,33 +319,50 @@ def compare(
             raise ValueError(f"before has shape {a.shape} and after {b.shape}: compare needs maps of the same shape.")
         pairs.append((a, masked_a, b, masked_b))
     q_len, k_len = pairs[0][0].shape
-    columns = 3 if diff else 2
-    cell = min(0.28 * max(q_len, k_len) + 1.2, 5.0)
-    fig = _new_figure(figsize=(cell * columns + 1.5, (cell + 0.3) * len(pairs) + 0.3))
-    grid = fig.subplots(len(pairs), columns, squeeze=False)
+    # two maps per row; the difference goes on a row of its own, under its pair
+    rows_per_pair = 2 if diff else 1
+    cell = min(0.16 * max(q_len, k_len) + 1.3, (COLUMN - 1.6) / 2)
+    fig = _new_figure(figsize=(2 * cell + 1.6, (cell + 0.4) * rows_per_pair * len(pairs) + 0.4))
+    grid = fig.add_gridspec(rows_per_pair * len(pairs), 4)
     low, high = _range([(a, ma) for a, ma, _, _ in pairs] + [(b, mb) for _, _, b, mb in pairs])
     deltas = [(b - a, ma & mb) for a, ma, b, mb in pairs]
     span = max((float(np.abs(d[~m]).max()) for d, m in deltas if (~m).any()), default=1.0) or 1.0
+    weight_axes, diff_axes = [], []
     image = diff_image = None
     for row, ((a, masked_a, b, masked_b), (delta, both)) in enumerate(zip(pairs, deltas, strict=True)):
         label = f"{row_titles[row]}: " if row_titles else ""
-        axes = grid[row]
-        image = _draw(axes[0], a, masked_a, q_labels, k_labels, low, high, title=label + titles[0])
-        _draw(axes[1], b, masked_b, q_labels, k_labels, low, high, title=label + titles[1])
+        top = rows_per_pair * row
+        left, right = fig.add_subplot(grid[top, 0:2]), fig.add_subplot(grid[top, 2:4])
+        weight_axes += [left, right]
+        image = _draw(left, a, masked_a, q_labels, k_labels, low, high, title=label + titles[0], axis_inches=cell - 0.6)
+        _draw(right, b, masked_b, q_labels, k_labels, low, high, title=label + titles[1], axis_inches=cell - 0.6)
+        right.set_ylabel("")
         if masked_a.any() or masked_b.any():
-            _masked_legend(axes[0])
+            _masked_legend(left)
         if diff:
+            ax = fig.add_subplot(grid[top + 1, 1:3])
+            diff_axes.append(ax)
             diff_image = _draw(
-                axes[2], delta, both, q_labels, k_labels, -span, span, cmap="RdBu_r", title=label + "after - before"
+                ax,
+                delta,
+                both,
+                q_labels,
+                k_labels,
+                -span,
+                span,
+                cmap="RdBu_r",
+                title=label + "after - before",
+                axis_inches=cell - 0.6,
             )
-    fig.colorbar(image, ax=list(grid[:, :2].flat), label="attention weight", shrink=0.85)
+    fig.colorbar(image, ax=weight_axes, label="attention weight", shrink=0.85)
     if diff:
-        fig.colorbar(diff_image, ax=list(grid[:, 2]), label="change in weight", shrink=0.85)
+        fig.colorbar(diff_image, ax=diff_axes, label="change in weight", shrink=0.85)
     if suptitle:
         fig.suptitle(suptitle)
     return fig
 
 
+@_column_style
 def panels(
     maps: Sequence,
     titles: Sequence[str],
@@ -305,7 +374,7 @@ def panels(
     suptitle: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
 ):
-    """Draw several ``(q_len, k_len)`` maps in a row, e.g. one head at several stages; return the Figure.
+    """Draw several ``(q_len, k_len)`` maps, two per row, e.g. one head at several stages; return the Figure.
 
     Args:
         maps: the 2D maps (weights or scores).
@@ -315,6 +384,8 @@ def panels(
         masks: one boolean mask per map (True = may attend) or ``None`` entries. Pass them for
             score maps: only probabilities have "exactly 0 means masked".
         share_scale: one colour range for all maps (compare values) or one each (compare patterns).
+            A map whose every cell has the same value gets no colour bar (it would suggest a
+            variation that is not there); its title gives the value instead.
     """
     if len(titles) != len(maps):
         raise ValueError(f"got {len(maps)} maps but {len(titles)} titles; give one title per map.")
@@ -334,14 +405,24 @@ def panels(
         for i, (m, t, k) in enumerate(zip(maps, per_map_tokens, masks, strict=True))
     ]
     q_len, k_len = prepared[0][0].shape
-    cell = min(0.28 * max(q_len, k_len) + 1.6, 5.5)
-    fig = _new_figure(figsize=(cell * len(maps) + 0.4, cell + 0.5))
-    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    ncols = min(2, len(maps))
+    nrows = -(-len(maps) // ncols)
+    cell = min(0.16 * max(q_len, k_len) + 1.5, (COLUMN - 0.4) / ncols - (0 if share_scale else 0.8))
+    width = (cell + (0 if share_scale else 0.8)) * ncols + (1.0 if share_scale else 0.4)
+    fig = _new_figure(figsize=(width, (cell + 0.5) * nrows + 0.3))
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    axes = list(grid.flat)[: len(maps)]
+    for ax in list(grid.flat)[len(maps) :]:
+        ax.set_visible(False)
     shared = _range([(a, m) for a, m, _, _ in prepared]) if share_scale else None
     for ax, (array, masked, q_labels, k_labels), title in zip(axes, prepared, titles, strict=True):
         low, high = shared or _range([(array, masked)])
-        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=title)
-        if not share_scale:
+        visible = array[~masked]
+        constant = not share_scale and visible.size and float(visible.max() - visible.min()) == 0.0
+        if constant:
+            title = f"{title}\n(every cell {float(visible.max()):.3g})"
+        image = _draw(ax, array, masked, q_labels, k_labels, low, high, title=title, axis_inches=cell - 0.6)
+        if not share_scale and not constant:
             fig.colorbar(image, ax=ax, label=colorbar_label, shrink=0.85)
         if masked.any():
             _masked_legend(ax)
@@ -352,6 +433,7 @@ def panels(
     return fig
 
 
+@_column_style
 def curves(
     x,
     series: dict,
@@ -363,18 +445,27 @@ def curves(
     logy: bool = False,
     marker: str | None = None,
 ):
-    """Plot one or more curves over the same ``x`` with labelled axes and a legend; return the Figure."""
+    """Plot one or more curves over the same ``x`` with labelled axes and a legend; return the Figure.
+
+    A logarithmic x axis is in powers of two (token counts), with no labels on its minor ticks.
+    """
     if not series:
         raise ValueError("curves needs at least one series, e.g. {'label': values}.")
     x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
-    fig = _new_figure(figsize=(6.4, 3.6))
+    fig = _new_figure(figsize=(COLUMN, 3.6))
     ax = fig.add_subplot()
     for label, values in series.items():
         y = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
         if y.shape != x.shape:
             raise ValueError(f"series {label!r} has {y.shape[0] if y.ndim else 0} values for {x.shape[0]} x values.")
         ax.plot(x, y, label=label, marker=marker)
-    ax.set_xscale("log" if logx else "linear")
+    if logx:
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(LogLocator(base=2))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log" if logy else "linear")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -386,6 +477,7 @@ def curves(
     return fig
 
 
+@_column_style
 def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | None = None):
     """Draw which query heads share which key/value head (grouped-query attention); return the Figure.
 
@@ -423,70 +515,5 @@ def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | 
         title
         or f"{kind} attention: {num_attention_heads} query heads, {num_key_value_heads} key/value heads "
         f"({groups} per group)"
-    )
-    return fig
-
-
-# Colours of the recipe matrix (chapter 11): what a cell of book/data/recipes.json says.
-VERDICT_COLORS = {
-    "bidirectional": "#1a9850",  # attends to the future, padding masked
-    "padding leaks": "#fdae61",  # attends to the future, but the padding is attended to as well
-    "causal": "#d73027",  # does not attend to the future
-    "error": "#404040",  # the recipe's own code raised
-    "not run": "#f2f2f2",  # outside the recipe's range, or no such backend in that release
-}
-
-
-def recipe_matrix(rows: Sequence[dict], recipes: Sequence[str] | None = None, title: str | None = None):
-    """Draw the recipe matrix as a green/red grid (chapter 11); return the Figure.
-
-    One band per recipe (top: batch 1; bottom: batch 2 with padding), one block per transformers
-    release; inside a block, one column per backend (eager, sdpa, flex) and ``use_cache``
-    (off, on). A recipe without a cache (an encoder) fills both halves.
-
-    Args:
-        rows: rows of ``book/data/recipes.json``.
-        recipes: the recipes to draw, top to bottom (default: in the order they first appear).
-    """
-    from matplotlib.colors import to_rgb
-    from matplotlib.patches import Patch
-    from packaging.version import Version
-
-    from attnviz.recipes import verdict
-
-    if not rows:
-        raise ValueError("recipe_matrix needs rows: load book/data/recipes.json (scripts/recipe_matrix.py writes it).")
-    recipes = list(dict.fromkeys(r["recipe"] for r in rows)) if recipes is None else list(recipes)
-    releases = sorted({r["transformers"] for r in rows}, key=Version)
-    backends = ("eager", "sdpa", "flex_attention")
-    image = np.ones((2 * len(recipes), 6 * len(releases), 3)) * np.array(to_rgb(VERDICT_COLORS["not run"]))
-    for row in rows:
-        if row["recipe"] not in recipes:
-            continue
-        y = 2 * recipes.index(row["recipe"]) + (row["batch"] - 1)
-        x0 = 6 * releases.index(row["transformers"]) + 2 * backends.index(row["backend"])
-        caches = (0, 1) if row["use_cache"] is None else (int(row["use_cache"]),)
-        for cache in caches:
-            image[y, x0 + cache] = to_rgb(VERDICT_COLORS[verdict(row)])
-
-    fig = _new_figure(figsize=(6.9, 0.32 * len(recipes) + 1.9))
-    ax = fig.subplots()
-    ax.imshow(image, aspect="auto", interpolation="nearest")
-    for x in range(6, 6 * len(releases), 6):
-        ax.axvline(x - 0.5, color="white", linewidth=2.5)
-    for x in range(2, 6 * len(releases), 2):
-        ax.axvline(x - 0.5, color="white", linewidth=0.4)
-    for y in range(2, 2 * len(recipes), 2):
-        ax.axhline(y - 0.5, color="white", linewidth=2.5)
-    ax.set_xticks([6 * i + 2.5 for i in range(len(releases))], releases, rotation=60, ha="right", fontsize=7.5)
-    ax.set_yticks([2 * i + 0.5 for i in range(len(recipes))], recipes, fontsize=7.5)
-    ax.tick_params(length=0)
-    ax.set_xlabel("transformers release; in each block: eager | sdpa | flex, each cache off | on", fontsize=7.5)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    handles = [Patch(facecolor=c, edgecolor="#999999", label=name) for name, c in VERDICT_COLORS.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=7.5, frameon=False)
-    ax.set_title(
-        title or "Does the recipe attend to the future? (each band: batch 1 on top, batch 2 padded below)", fontsize=8.5
     )
     return fig

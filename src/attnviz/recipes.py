@@ -21,7 +21,7 @@ import sys
 import tempfile
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -441,12 +441,13 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "attnviz",
-            "attnviz.bidirectional (is_causal=False on every call, per instance) + attnviz.no_rope",
+            "attnviz.bidirectional (per instance: a forward pre-hook passing is_causal=False, and a private "
+            "config copy with is_causal=False) + attnviz.no_rope",
             "attnviz:src/attnviz/patch.py",
             "Apache-2.0",
             _build_attnviz,
             supported=("5.2.0", None),
-            quote=("attnviz.patch", "bidirectional._apply", "def forward", "backbone.forward = forward"),
+            quote=("attnviz.patch", "bidirectional_call", 'kwargs["use_cache"] = False', 'kwargs["is_causal"] = False'),
             own_files=("patch.py",),
         ),
         Recipe(
@@ -810,8 +811,6 @@ def summary_table(rows: list[dict], recipes: list[str] | None = None) -> str:
 
     from packaging.version import Version
 
-    from attnviz.plot import VERDICT_COLORS
-
     recipes = list(dict.fromkeys(r["recipe"] for r in rows)) if recipes is None else recipes
     releases = sorted({r["transformers"] for r in rows}, key=Version)
     head = "".join(f"<th>{v}</th>" for v in releases)
@@ -847,3 +846,76 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(run_here(sys.argv[1:])))
+
+
+# Colours of the recipe matrix (chapter 11): what a cell of book/data/recipes.json says.
+VERDICT_COLORS = {
+    "bidirectional": "#1a9850",  # attends to the future, padding masked
+    "padding leaks": "#fdae61",  # attends to the future, but the padding is attended to as well
+    "causal": "#d73027",  # does not attend to the future
+    "error": "#404040",  # the recipe's own code raised
+    "not run": "#f2f2f2",  # outside the recipe's range, or no such backend in that release
+}
+
+
+def recipe_matrix(rows: Sequence[dict], recipes: Sequence[str] | None = None, title: str | None = None):
+    """Draw the recipe matrix as a green/red grid (chapter 11); return the Figure.
+
+    One band per recipe (top: batch 1; bottom: batch 2 with padding), one block per transformers
+    release; inside a block, one column per backend (eager, sdpa, flex) and ``use_cache``
+    (off, on). A recipe without a cache (an encoder) fills both halves.
+
+    Args:
+        rows: rows of ``book/data/recipes.json``.
+        recipes: the recipes to draw, top to bottom (default: in the order they first appear).
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from packaging.version import Version
+
+    from attnviz.plot import COLUMN, STYLE
+
+    if not rows:
+        raise ValueError("recipe_matrix needs rows: load book/data/recipes.json (scripts/recipe_matrix.py writes it).")
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows)) if recipes is None else list(recipes)
+    releases = sorted({r["transformers"] for r in rows}, key=Version)
+    backends = ("eager", "sdpa", "flex_attention")
+    image = np.ones((2 * len(recipes), 6 * len(releases), 3)) * np.array(to_rgb(VERDICT_COLORS["not run"]))
+    for row in rows:
+        if row["recipe"] not in recipes:
+            continue
+        y = 2 * recipes.index(row["recipe"]) + (row["batch"] - 1)
+        x0 = 6 * releases.index(row["transformers"]) + 2 * backends.index(row["backend"])
+        caches = (0, 1) if row["use_cache"] is None else (int(row["use_cache"]),)
+        for cache in caches:
+            image[y, x0 + cache] = to_rgb(VERDICT_COLORS[verdict(row)])
+
+    with matplotlib.rc_context(STYLE):
+        fig = plt.figure(figsize=(COLUMN, 0.36 * len(recipes) + 2.3), layout="constrained")
+        plt.close(fig)  # shown once, when a cell returns it
+        _draw_matrix(fig, image, recipes, releases, title)
+    return fig
+
+
+def _draw_matrix(fig, image, recipes, releases, title):
+    from matplotlib.patches import Patch
+
+    ax = fig.subplots()
+    ax.imshow(image, aspect="auto", interpolation="nearest")
+    for x in range(6, 6 * len(releases), 6):
+        ax.axvline(x - 0.5, color="white", linewidth=2.5)
+    for x in range(2, 6 * len(releases), 2):
+        ax.axvline(x - 0.5, color="white", linewidth=0.4)
+    for y in range(2, 2 * len(recipes), 2):
+        ax.axhline(y - 0.5, color="white", linewidth=2.5)
+    ax.set_xticks([6 * i + 2.5 for i in range(len(releases))], releases, rotation=60, ha="right")
+    ax.set_yticks([2 * i + 0.5 for i in range(len(recipes))], recipes)
+    ax.tick_params(length=0)
+    ax.set_xlabel("transformers release; in each block: eager | sdpa | flex, each cache off | on")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    handles = [Patch(facecolor=c, edgecolor="#999999", label=name) for name, c in VERDICT_COLORS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+    ax.set_title(title or "Does the recipe attend to the future? (each band: batch 1 on top, batch 2 padded below)")

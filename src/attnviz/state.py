@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from transformers import LlamaModel
 
+from attnviz.families import head_dim
+
 
 class SeedNoRoPE(nn.Module):
     """The seed's rotary replacement: cos = 1, sin = 0 shaped like the hidden states, (batch, seq, head_dim)."""
@@ -46,8 +48,7 @@ class SeedBidirectionalModel(LlamaModel):
 
     def __init__(self, config):
         super().__init__(config)
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.rotary_emb = SeedNoRoPE(head_dim=head_dim, hidden_size=config.hidden_size)
+        self.rotary_emb = SeedNoRoPE(head_dim=head_dim(config), hidden_size=config.hidden_size)
 
     def _update_causal_mask(
         self, attention_mask, input_tensor, cache_position, past_key_values, output_attentions=False
@@ -101,8 +102,7 @@ def state_later_patch(model: LlamaModel) -> LlamaModel:
     The rotary module is swapped for ``SeedNoRoPE`` as in STATE's model class.
     """
     config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    model.rotary_emb = SeedNoRoPE(head_dim=head_dim, hidden_size=config.hidden_size)
+    model.rotary_emb = SeedNoRoPE(head_dim=head_dim(config), hidden_size=config.hidden_size)
     model.config.is_causal = False
     for layer in model.layers:
         layer.self_attn.is_causal = False
@@ -136,9 +136,10 @@ def compat_rows() -> list[dict]:
     from contextlib import ExitStack
 
     import transformers
-    from transformers import LlamaModel
 
-    import attnviz
+    from attnviz.models import tiny_config, tiny_model
+    from attnviz.patch import patched
+    from attnviz.probes import probe_report
 
     rows = []
     for patch in COMPAT_PATCHES:
@@ -155,21 +156,20 @@ def compat_rows() -> list[dict]:
             try:
                 with warnings.catch_warnings(), ExitStack() as stack:
                     warnings.simplefilter("ignore")  # deprecation chatter differs by version
-                    config = attnviz.tiny_llama_config(attn_implementation=backend)
+                    config = tiny_config(attn_implementation=backend)
                     if patch == "seed":
                         model = seed_backbone(config).eval()
                     elif patch == "state_later":
                         model = state_later_patch(LlamaModel(config).eval())
                     else:
-                        model = attnviz.tiny_llama(config)
+                        model = tiny_model("llama", config)
                         try:
-                            stack.enter_context(attnviz.bidirectional(model))
-                            stack.enter_context(attnviz.no_rope(model))
+                            stack.enter_context(patched(model, bidirectional=True, no_rope=True))
                         except RuntimeError as refusal:
                             row["refused"], row["error"] = True, str(refusal)
                             rows.append(row)
                             continue
-                    report = attnviz.probe_report(model)
+                    report = probe_report(model)
                 row["attends_to_future"] = report.attends_to_future
                 row["uses_positions"] = report.uses_positions
             except Exception as error:  # a patch that crashes on a version is a result too
