@@ -10,7 +10,7 @@ BUILD_FLAGS := -W -n --keep-going
 # training step of chapter 7 went from 0.045 s to 1.7 s). Benchmarks keep torch's default.
 book test test-fast: export OMP_NUM_THREADS = 1
 
-.PHONY: book test test-fast lint format sync clean help chromium bench drift
+.PHONY: book test test-fast lint format sync clean help chromium bench drift recipes
 
 # The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -21,6 +21,7 @@ help:
 	@echo "make test-fast  lint and the package tests only (no book build, no browser; under 2 minutes)"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~25 min)"
+	@echo "make recipes  re-measure chapter 11's recipe matrix (book/data/recipes.json; about an hour)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
 	@echo "make clean  remove _build (keeps .venv)"
 
@@ -82,6 +83,13 @@ bench: $(STAMP)
 # DRIFT_VERSIONS="5.25.0 5.26.0" checks those instead. Exit 1 and a report when a claim changed.
 drift: $(STAMP)
 	$(BIN)/python scripts/drift.py $(if $(strip $(DRIFT_VERSIONS)),--versions $(DRIFT_VERSIONS))
+
+# Chapter 11's recipe matrix: every recipe on every transformers release of scripts/recipe_matrix.py,
+# each release in a throw-away environment under .recipe-envs (git-ignored; reused by a second run)
+# that shares .venv's torch. RECIPE_VERSIONS="5.24.0" re-measures those releases only.
+recipes: $(STAMP)
+	PYTHONPATH=$(CURDIR)/src $(BIN)/python scripts/recipe_matrix.py --keep-envs .recipe-envs \
+	  $(if $(strip $(RECIPE_VERSIONS)),--versions $(RECIPE_VERSIONS))
 
 clean:
 	rm -rf _build

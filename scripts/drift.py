@@ -13,7 +13,10 @@ this script
    assert cells are the book's claims, so a failing cell is a claim that changed;
 4. runs the compatibility probes of chapter 6 (the seed's patch, STATE's later patch, attnviz's
    own; eager and sdpa) and compares each verdict with the pinned release's row in
-   book/data/compat.json.
+   book/data/compat.json;
+5. re-runs the pinned release's cells of chapter 11's recipe matrix (scripts/recipe_matrix.py:
+   every recipe that runs on the pin, every backend, cache and batch cell) and compares them with
+   book/data/recipes.json.
 
 It writes _build/drift/report.md and report.json and exits 1 when anything differs from the
 pinned release, 0 when nothing does.
@@ -36,9 +39,11 @@ from pathlib import Path
 from booklayout import ROOT, chapters  # scripts/booklayout.py and scripts/envs.py, next to this script
 from envs import environment
 from packaging.version import InvalidVersion, Version
+from recipe_matrix import measure_release, recipe_changes
 
 REPORT_DIR = ROOT / "_build" / "drift"
 COMPAT = ROOT / "book" / "data" / "compat.json"
+RECIPES = ROOT / "book" / "data" / "recipes.json"
 # The tests that exercise transformers itself. Left out: the pins (test_versions), the committed
 # compat data (checked by step 4 instead), the notebooks (step 3), the site build and browser
 # (nothing there depends on transformers beyond the chapters), and the repository's YAML.
@@ -254,10 +259,27 @@ def check_version(version: str, base: Path, skip_chapters: bool) -> dict:
         pin = pinned_transformers()
         pinned_rows = [r for r in json.loads(COMPAT.read_text(encoding="utf-8")) if r["transformers"] == pin]
         result["compat"] = compat_changes(pinned_rows, new_rows)
+    result["recipes"] = check_recipes(version, python, base)
     result["drift"] = bool(
-        result["tests"]["failed"] or result["compat"] or any(not c["ok"] for c in result["chapters"] or [])
+        result["tests"]["failed"]
+        or result["compat"]
+        or result["recipes"]
+        or any(not c["ok"] for c in result["chapters"] or [])
     )
     return result
+
+
+def check_recipes(version: str, python: Path, base: Path) -> list[dict]:
+    """Re-run the pinned release's cells of book/data/recipes.json (chapter 11) on ``version``: what changed."""
+    print(f"transformers {version}: recipe cells ...", flush=True)
+    pin = pinned_transformers()
+    pinned_rows = [r for r in json.loads(RECIPES.read_text(encoding="utf-8")) if r["transformers"] == pin]
+    names = list(dict.fromkeys(r["recipe"] for r in pinned_rows))
+    try:
+        found = measure_release(version, python, names, base)
+    except SystemExit as failure:  # the harness failed in that environment: report it, do not guess
+        return [{"cell": ("(all)",), "pinned": None, "new": None, "error": str(failure)}]
+    return recipe_changes(pinned_rows, found["rows"])
 
 
 def render(results: list[dict], pin: str, why: str) -> str:
@@ -292,6 +314,14 @@ def render(results: list[dict], pin: str, why: str) -> str:
             lines.append(
                 f"  - {change['patch']} / {change['backend']}: {pin} {change['pinned']} -> "
                 f"{r['transformers']} {change['new']}" + (f" ({change['error'][:160]})" if change.get("error") else "")
+            )
+        recipes = r.get("recipes", [])
+        lines.append(f"- Recipe cells: {len(recipes)} differ from {pin}'s rows in book/data/recipes.json.")
+        for change in recipes[:MAX_LISTED]:
+            cell = " / ".join(str(part) for part in change["cell"])
+            lines.append(
+                f"  - {cell}: {pin} {change['pinned']} -> {r['transformers']} {change['new']}"
+                + (f" ({change['error'][:160]})" if change.get("error") else "")
             )
         lines.append("")
     return "\n".join(lines)

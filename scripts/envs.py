@@ -1,14 +1,23 @@
-"""Throw-away environments with one transformers release, sharing this project's torch.
+"""Throw-away environments for one transformers release each, sharing .venv's torch.
 
-Used by compat_matrix.py and drift.py. A .pth file points each environment at .venv's
-site-packages, after the environment's own, so the environment's transformers and its
-dependencies win while torch (a multi-GB download otherwise) is shared.
+scripts/compat_matrix.py, scripts/drift.py and scripts/recipes.py measure attnviz and other
+code on transformers releases other than the pinned one. Each release gets its own virtual
+environment; a .pth file points it at the site-packages of the interpreter running the script
+(.venv's), *after* the environment's own, so the environment's transformers and its
+dependencies win while torch (a multi-GB download) is shared. .venv itself is never changed.
+
+Packages a recipe needs on top of transformers (llm2vec, gritlm, ...) go into a folder of their
+own with ``pip install --no-deps --target``, so one folder serves every release and nothing can
+pull in a second torch.
 """
 
+import re
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+PIP = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
 
 
 def site_packages(env: Path) -> Path:
@@ -17,15 +26,34 @@ def site_packages(env: Path) -> Path:
 
 
 def environment(version: str, base: Path) -> Path:
-    """The python of an environment under ``base`` with ``transformers==version``; made on first use."""
+    """A virtual environment in ``base`` with ``transformers==version``; returns its python.
+
+    Made once and reused: a second call with the same ``base`` only returns the path.
+    """
     env = base / f"transformers-{version}"
     python = env / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
         shared = Path(sysconfig.get_paths()["purelib"])  # this interpreter's site-packages: torch lives here
         (site_packages(env) / "zz_shared_torch.pth").write_text(f"{shared}\n", encoding="utf-8")
+        subprocess.run([str(python), *PIP, f"transformers=={version}"], check=True)
+    return python
+
+
+def packages(requirements: list[str], base: Path) -> Path:
+    """A folder in ``base`` holding exactly ``requirements`` (no dependencies); returns it.
+
+    Put it on ``PYTHONPATH`` to use it from any environment. Only pure-Python packages, or
+    packages whose dependencies the environment already has, belong here: nothing else is
+    installed, so torch is never downloaded.
+    """
+    name = "+".join(re.sub(r"[^A-Za-z0-9.=_-]", "_", r) for r in requirements).replace("==", "-")
+    folder = base / "packages" / name
+    done = folder / ".complete"
+    if not done.exists():
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"transformers=={version}"],
+            [sys.executable, *PIP, "--no-deps", "--upgrade", "--target", str(folder), *requirements],
             check=True,
         )
-    return python
+        done.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    return folder

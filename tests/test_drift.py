@@ -112,3 +112,46 @@ def test_make_drift_runs_the_script_and_installs_nothing_itself():
     recipe = makefile.split("\ndrift:")[1].split("\n\n")[0]
     assert "scripts/drift.py" in recipe and "DRIFT_VERSIONS" in recipe
     assert "pip install" not in recipe  # the environment is the script's own, never .venv
+
+
+def test_recipe_changes_name_the_cells_that_moved():
+    import recipe_matrix
+
+    row = {
+        "recipe": "seed",
+        "source": "attnviz:src/attnviz/state.py",
+        "transformers": "5.24.0",
+        "backend": "eager",
+        "use_cache": False,
+        "batch": 1,
+        "attends_to_future": True,
+        "uses_positions": False,
+        "padding_masked": None,
+        "error": None,
+    }
+    assert recipe_matrix.recipe_changes([row], [dict(row, transformers="9.9.9")]) == []
+    causal = dict(row, transformers="9.9.9", attends_to_future=False, uses_positions=True)
+    (change,) = recipe_matrix.recipe_changes([row], [causal])
+    assert change["cell"] == ("seed", "eager", False, 1)
+    assert change["pinned"]["attends_to_future"] is True and change["new"]["attends_to_future"] is False
+    # an error is a verdict, its text is not; a vanished cell is a change
+    failing = dict(row, error="TypeError: x", attends_to_future=None, uses_positions=None)
+    assert recipe_matrix.recipe_changes([failing], [dict(failing, error="TypeError: y")]) == []
+    assert recipe_matrix.recipe_changes([row], [])[0]["new"] is None
+    report = drift.render(
+        [
+            {
+                "transformers": "9.9.9",
+                "torch": "2.13.0",
+                "tests": {"run": 1, "failed": []},
+                "chapters": None,
+                "compat": [],
+                "recipes": [change],
+                "drift": True,
+            }
+        ],
+        "5.24.0",
+        "checking 9.9.9",
+    )
+    assert "- Recipe cells: 1 differ from 5.24.0's rows in book/data/recipes.json." in report
+    assert "  - seed / eager / False / 1: 5.24.0 {" in report

@@ -46,7 +46,7 @@ LAYERS = [
     {"families", "reference"},
     {"models", "patch", "plot", "diagrams"},
     {"probes", "capture", "demo", "state"},
-    {"view", "explorer", "weblive"},
+    {"view", "explorer", "weblive", "testing", "recipes"},
     {"cli"},
 ]
 

@@ -54,12 +54,16 @@ _EXPORTS = {
     "quote": "source",
     "diff": "source",
     "repo_file": "_paths",
+    "assert_bidirectional": "testing",
+    "assert_causal": "testing",
+    "assert_position_free": "testing",
+    "assert_uses_positions": "testing",
 }
 # submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...)
-_SUBMODULES = ("diagrams", "families", "plot", "reference", "state")
+_SUBMODULES = ("diagrams", "families", "plot", "recipes", "reference", "state", "testing")
 
 if TYPE_CHECKING:
-    from attnviz import diagrams, families, plot, reference, state
+    from attnviz import diagrams, families, plot, recipes, reference, state, testing
     from attnviz._paths import repo_file
     from attnviz._versions import PINNED_VERSIONS, versions
     from attnviz.capture import capture_attention
@@ -80,6 +84,7 @@ if TYPE_CHECKING:
     )
     from attnviz.probes import ProbeReport, attends_to_future, offset_score, probe_report, uses_positions
     from attnviz.source import diff, quote
+    from attnviz.testing import assert_bidirectional, assert_causal, assert_position_free, assert_uses_positions
     from attnviz.view import static_data, static_view
     from attnviz.weblive import write_live_model
 
