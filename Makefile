@@ -10,7 +10,7 @@ BUILD_FLAGS := -W -n --keep-going
 # training step of chapter 7 went from 0.045 s to 1.7 s). Benchmarks keep torch's default.
 book test test-fast: export OMP_NUM_THREADS = 1
 
-.PHONY: book test test-fast lint format sync clean help chromium bench drift
+.PHONY: book test test-fast lint format sync clean help chromium bench drift mutation
 
 # The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -22,6 +22,7 @@ help:
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~25 min)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
+	@echo "make mutation  mutation-test the core modules (MODULE=patch for one); writes benchmarks/results/mutation.json"
 	@echo "make clean  remove _build (keeps .venv)"
 
 # Rebuilt only when a requirements file or pyproject.toml changes.
@@ -81,6 +82,15 @@ bench: $(STAMP)
 # DRIFT_VERSIONS="5.25.0 5.26.0" checks those instead. Exit 1 and a report when a claim changed.
 drift: $(STAMP)
 	$(BIN)/python scripts/drift.py $(if $(strip $(DRIFT_VERSIONS)),--versions $(DRIFT_VERSIONS))
+
+# Mutation testing (mutmut): break the core modules one small change at a time and check that the
+# fast-lane tests notice. Not part of `make test`: about half an hour for every module on 2 cores.
+# MODULE=patch (or probes, capture, reference, families, cli, explorers) runs one. Working copies go
+# to _build/mutation; the counts and every survivor, with why it is equivalent, to
+# benchmarks/results/mutation.json. Exit 1 when a survivor has no recorded reason.
+mutation: export OMP_NUM_THREADS = 1
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(foreach m,$(MODULE),--module $(m))
 
 clean:
 	rm -rf _build
