@@ -61,8 +61,76 @@ PROSE = [
 ]
 
 # Surviving mutants that cannot be told apart from the real code by any test, and why. Keyed by
-# mutmut's mutant name; mutation.json shows each one's diff beside its reason.
-EQUIVALENT: dict[str, str] = {}
+# mutmut's mutant name (mutation.json shows each one's diff beside its reason); a name whose
+# function changes gets a new number, and the run then reports it again without a reason.
+_AROUND = "a NoRoPE made by around() reads its scaling from the rotary module it replaced, never its own"
+_IN_TABLE = "the hook id is always in torch's table: pop's default is never used"
+_RESET = "the value left on restore is overwritten by the next patch before anything reads it"
+_SHALLOW = (
+    "a shallow copy of the config is enough: the patch writes only top-level fields (is_causal, and "
+    "transformers the backend), and Llama-family configs have no nested sub-configs"
+)
+_KEYWORD_WINS = (
+    "every call gets is_causal=False as a keyword (pre-hook or forward), and transformers 5.24 reads the "
+    "keyword before the config"
+)
+_FLASH = "flash attention has no CPU kernel: the fast lane cannot run a flash model"
+_NO_SKIP = (
+    "transformers 5.24's create_bidirectional_mask turns allow_is_bidirectional_skip off itself when an "
+    "and_mask_function (the packing) is given"
+)
+_STACKLEVEL = (
+    "which frame a warning names: mutmut's trampolines add frames, so under mutation testing no test can "
+    "pin it (tests/test_patch.py checks the warning itself)"
+)
+EQUIVALENT: dict[str, str] = {
+    "attnviz.patch.xǁNoRoPEǁ__init____mutmut_7": "rope_attention_scaling(None) is 1.0, the value for config=None",
+    "attnviz.patch.xǁNoRoPEǁaround__mutmut_3": _AROUND,
+    "attnviz.patch.xǁNoRoPEǁaround__mutmut_5": _AROUND,
+    "attnviz.patch.xǁNoRoPEǁaround__mutmut_10": _AROUND,
+    "attnviz.patch.x__call_kwargs__mutmut_11": "zip(strict=None) is not strict, like strict=False",
+    "attnviz.patch.x__call_kwargs__mutmut_14": "zip without strict= is not strict, like strict=False",
+    "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_5": _SHALLOW,
+    "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_6": _KEYWORD_WINS,
+    "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_7": _KEYWORD_WINS,
+    "attnviz.patch.xǁLlamaBidirectionalModelǁ__init____mutmut_3": _SHALLOW,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_4": _IN_TABLE,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_7": _IN_TABLE,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_13": _RESET,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_14": _RESET,
+    "attnviz.patch.xǁno_ropeǁ_undo_last__mutmut_3": _RESET,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_26": _FLASH,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_27": _FLASH,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_49": _NO_SKIP,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_54": _NO_SKIP,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_56": _NO_SKIP,
+    "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_4": _STACKLEVEL,
+    "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_6": _STACKLEVEL,
+    "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_7": _STACKLEVEL,
+    "attnviz.reference.x_rope_cos_sin__mutmut_10": "arange(...) / head_dim is true division: float32 either way",
+    "attnviz.reference.x_rope_cos_sin__mutmut_14": "arange(...) / head_dim is true division: float32 either way",
+}
+
+_CPU_ONLY = (
+    "only the device of a tensor made here changes (None or the default): the fast lane runs on the CPU, "
+    "where that is the same device; on another one the mixed devices would raise"
+)
+
+
+def _without_device(line: str) -> str:
+    return re.sub(r"\s*device=[^,)]*,?", "", line[1:]).replace(", )", ")").replace("(,", "(").strip()
+
+
+def _equivalent(name: str, diff: str) -> str | None:
+    """Why a surviving mutant is equivalent, or None when no reason is recorded."""
+    if name in EQUIVALENT:
+        return EQUIVALENT[name]
+    removed = [line for line in diff.splitlines() if line.startswith("-")]
+    added = [line for line in diff.splitlines() if line.startswith("+")]
+    if len(removed) == len(added) == 1 and "device=" in removed[0]:
+        if _without_device(removed[0]) == _without_device(added[0]):
+            return _CPU_ONLY
+    return None
 
 
 def _mark_not_mutated(path: Path, functions: list[str]) -> None:
@@ -123,12 +191,26 @@ def _statuses(scratch: Path, files: list[str]) -> dict[str, str]:
     return verdicts
 
 
-def _diff(scratch: Path, name: str, env: dict) -> str:
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+diffs = {}
+for name in json.load(sys.stdin):
+    lines = get_diff_for_mutant(name).splitlines()
+    diffs[name] = "\\n".join(l for l in lines if l[:1] in "+-" and not l.startswith(("+++", "---")))
+print(json.dumps(diffs))
+"""
+
+
+def _diffs(scratch: Path, names: list[str], env: dict) -> dict[str, str]:
+    """Each mutant's change as -/+ lines, from mutmut (in one process: its config is read from cwd)."""
     shown = subprocess.run(
-        [sys.executable, "-m", "mutmut", "show", name], cwd=scratch, env=env, capture_output=True, text=True
+        [sys.executable, "-c", _DIFFS], cwd=scratch, env=env, input=json.dumps(names), capture_output=True, text=True
     )
-    lines = shown.stdout.splitlines()
-    return "\n".join(line for line in lines if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
+    if shown.returncode != 0:
+        raise SystemExit(f"could not read the mutants' diffs: {shown.stderr[-2000:]}")
+    return json.loads(shown.stdout)
 
 
 def run(module: str, max_children: int) -> dict:
@@ -157,38 +239,43 @@ def run(module: str, max_children: int) -> dict:
     counts: dict[str, int] = {}
     for verdict in verdicts.values():
         counts[verdict] = counts.get(verdict, 0) + 1
+    lost = sorted(name for name, verdict in verdicts.items() if verdict not in ("killed", "timeout"))
+    diffs = _diffs(scratch, lost, env)
     survivors = [
-        {"mutant": name, "diff": _diff(scratch, name, env), "equivalent": EQUIVALENT.get(name)}
-        for name, verdict in sorted(verdicts.items())
-        if verdict not in ("killed", "timeout")
+        {"mutant": name, "verdict": verdicts[name], "diff": diffs[name], "equivalent": _equivalent(name, diffs[name])}
+        for name in lost
     ]
-    equivalent = sum(s["equivalent"] is not None for s in survivors)
     killed, timeout = counts.get("killed", 0), counts.get("timeout", 0)
-    not_equivalent = len(verdicts) - equivalent
-    return {
+    entry = {
         "files": files,
         "tests": tests,
         "mutants": len(verdicts),
         "killed": killed,
         "survived": counts.get("survived", 0),
         "timeout": timeout,
+        # "no tests": mutants in functions none of the module's tests reach (counted as not killed)
         "other": {k: v for k, v in counts.items() if k not in ("killed", "survived", "timeout")},
-        "equivalent": equivalent,
-        # a timeout counts as killed: the mutant made the tests hang, which a run notices
-        "killed_of_non_equivalent": round((killed + timeout) / not_equivalent, 4) if not_equivalent else 1.0,
         "seconds": round(seconds),
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "cpus": os.cpu_count(),
         "survivors": survivors,
     }
+    # a timeout counts as killed: the mutant made the tests hang, which a run notices
+    _counts(entry)
+    return entry
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--module", action="append", choices=list(MODULES), help="default: every module")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument(
+        "--reasons-only", action="store_true", help="re-read the recorded reasons into mutation.json, run nothing"
+    )
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {"modules": {}}
+    if args.reasons_only:
+        return _reread_reasons(results)
     unexplained = []
     for module in args.module or list(MODULES):
         print(f"mutation testing {module} ...", flush=True)
@@ -210,6 +297,31 @@ def main() -> int:
         for name in lost:
             print(f"  survived, no reason recorded: {name}")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 1 if unexplained else 0
+
+
+def _counts(entry: dict) -> None:
+    """The equivalent count and the kill rate of one module's entry, from its survivors."""
+    entry["equivalent"] = sum(s["equivalent"] is not None for s in entry["survivors"])
+    not_equivalent = entry["mutants"] - entry["equivalent"]
+    killed = entry["killed"] + entry["timeout"]
+    entry["killed_of_non_equivalent"] = round(killed / not_equivalent, 4) if not_equivalent else 1.0
+
+
+def _reread_reasons(results: dict) -> int:
+    """Apply the reasons recorded here to the survivors of the last run, without running mutmut."""
+    unexplained = 0
+    for module, entry in results["modules"].items():
+        for survivor in entry["survivors"]:
+            survivor["equivalent"] = _equivalent(survivor["mutant"], survivor["diff"])
+            unexplained += survivor["equivalent"] is None
+        _counts(entry)
+        print(
+            f"  {module}: {entry['equivalent']} equivalent, "
+            f"{entry['killed_of_non_equivalent']:.1%} of the others killed"
+        )
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS.relative_to(ROOT)}; {unexplained} survivor(s) without a reason")
     return 1 if unexplained else 0
 
 
