@@ -65,6 +65,7 @@ PROSE = [
 # function changes gets a new number, and the run then reports it again without a reason.
 _AROUND = "a NoRoPE made by around() reads its scaling from the rotary module it replaced, never its own"
 _IN_TABLE = "the hook id is always in torch's table: pop's default is never used"
+_FIRST = "the first patch of its kind sets this field before anything reads it"
 _RESET = "the value left on restore is overwritten by the next patch before anything reads it"
 _SHALLOW = (
     "a shallow copy of the config is enough: the patch writes only top-level fields (is_causal, and "
@@ -88,8 +89,17 @@ EQUIVALENT: dict[str, str] = {
     "attnviz.patch.xǁNoRoPEǁaround__mutmut_3": _AROUND,
     "attnviz.patch.xǁNoRoPEǁaround__mutmut_5": _AROUND,
     "attnviz.patch.xǁNoRoPEǁaround__mutmut_10": _AROUND,
-    "attnviz.patch.x__call_kwargs__mutmut_11": "zip(strict=None) is not strict, like strict=False",
-    "attnviz.patch.x__call_kwargs__mutmut_14": "zip without strict= is not strict, like strict=False",
+    "attnviz.patch.x__call_kwargs__mutmut_12": "zip(strict=None) is not strict, like strict=False",
+    "attnviz.patch.x__call_kwargs__mutmut_15": "zip without strict= is not strict, like strict=False",
+    "attnviz.patch.xǁLlamaBidirectionalModelǁforward__mutmut_5": (
+        "_call_kwargs reads the module only for its signature, and here the signature is given (LlamaModel.forward)"
+    ),
+    "attnviz.patch.xǁInstancePatchǁ__init____mutmut_4": "apply(), called next, sets active to True before it is read",
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_2": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_3": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_4": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_5": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_6": _FIRST,
     "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_5": _SHALLOW,
     "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_6": _KEYWORD_WINS,
     "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_7": _KEYWORD_WINS,

@@ -339,6 +339,15 @@ def test_no_rope_accepts_one_dimensional_position_ids():
     assert cos.shape == sin.shape == (1, 5, 32)
 
 
+def test_a_bidirectional_model_takes_one_dimensional_position_ids():
+    # one row of positions without the batch dimension: nothing to unpack as packed sequences
+    model = attnviz.tiny_model()
+    with attnviz.bidirectional(model):
+        flat = _hidden(model, IDS, position_ids=torch.arange(8))
+        batched = _hidden(model, IDS, position_ids=torch.arange(8)[None])
+    assert_close(flat, batched, rtol=0, atol=0)
+
+
 def test_restore_after_a_dtype_change_matches_a_never_patched_model():
     model, reference = attnviz.tiny_model(), attnviz.tiny_model()
     patch = attnviz.no_rope(model)
