@@ -36,7 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
 # mutant, only those tests that reached the mutated function when it ran them once without mutants.
 MODULES = {
     "patch": (["src/attnviz/patch.py"], ["tests/test_patch.py", "tests/test_hostile.py", "tests/test_probes.py"]),
-    "probes": (["src/attnviz/probes.py"], ["tests/test_probes.py", "tests/test_hostile.py"]),
+    "probes": (["src/attnviz/probes.py"], ["tests/test_probes.py", "tests/test_hostile.py", "tests/test_demo.py"]),
     "capture": (["src/attnviz/capture.py"], ["tests/test_capture.py", "tests/test_families.py"]),
     "reference": (
         ["src/attnviz/reference.py"],
