@@ -339,10 +339,11 @@ def test_no_rope_accepts_one_dimensional_position_ids():
     assert cos.shape == sin.shape == (1, 5, 32)
 
 
-def test_a_bidirectional_model_takes_one_dimensional_position_ids():
-    # one row of positions without the batch dimension: nothing to unpack as packed sequences
+def test_a_bidirectional_norope_model_takes_one_dimensional_position_ids():
+    # NoRoPE takes one row of positions without the batch dimension (LlamaRotaryEmbedding does not):
+    # the packing check must let it through rather than read it as a batch
     model = attnviz.tiny_model()
-    with attnviz.bidirectional(model):
+    with attnviz.patched(model, bidirectional=True, no_rope=True):
         flat = _hidden(model, IDS, position_ids=torch.arange(8))
         batched = _hidden(model, IDS, position_ids=torch.arange(8)[None])
     assert_close(flat, batched, rtol=0, atol=0)
