@@ -17,11 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DATA = ROOT / "src" / "attnviz" / "data"
 # what the chapters read, relative to the repository root (globs allowed)
 SHIPPED = ["book/data/*.json", "benchmarks/results/*.json"]
+# results no chapter reads: the mutation-testing record is for the developers, not the book
+NOT_SHIPPED = {"benchmarks/results/mutation.json"}
 
 
 def sources() -> list[str]:
     """The shipped files, as paths relative to the repository root."""
-    return sorted(str(path.relative_to(ROOT)) for pattern in SHIPPED for path in ROOT.glob(pattern))
+    found = (str(path.relative_to(ROOT)) for pattern in SHIPPED for path in ROOT.glob(pattern))
+    return sorted(path for path in found if path not in NOT_SHIPPED)
 
 
 def out_of_step() -> list[str]:

@@ -7,6 +7,7 @@ notebook listed in notebooks/ and strips outputs and execution counts.
 
     python scripts/sync_notebooks.py          # rewrite the notebooks
     python scripts/sync_notebooks.py --check  # exit 1 and list what is out of step
+    python scripts/sync_notebooks.py --check path/to/chapter.ipynb  # only these notebooks
 """
 
 import argparse
@@ -82,20 +83,22 @@ def dump(nb: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report, do not write")
+    parser.add_argument("paths", nargs="*", type=Path, help="notebooks to sync (default: every chapter)")
     args = parser.parse_args()
+    paths = [path.resolve() for path in args.paths] or notebooks()
     stale = []
-    for path in notebooks():
+    for path in paths:
         text = path.read_text(encoding="utf-8")
         new = dump(synced(json.loads(text)))
         if new != text:
-            stale.append(path.relative_to(ROOT))
+            stale.append(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
             if not args.check:
                 path.write_text(new, encoding="utf-8")
     if args.check and stale:
         print("out of step with _config.yml, or carrying outputs (run `make sync`):", *stale, sep="\n  ")
         return 1
     if not args.check:
-        print(f"synced {len(notebooks())} notebooks" + (f", rewrote {len(stale)}" if stale else ""))
+        print(f"synced {len(paths)} notebooks" + (f", rewrote {len(stale)}" if stale else ""))
     return 0
 
 

@@ -40,3 +40,26 @@ def build_log() -> str:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def unpatched_attentions(model, input_ids, *, bidirectional: bool = False, no_rope: bool = False) -> tuple:
+    """The weights of one of the four variants, computed without attnviz's patches or capture.
+
+    An eager model's own ``output_attentions``, with the variant made by its inputs alone: a 4D
+    additive mask written here (all zeros lets every token see every other: bidirectional), and
+    position 0 everywhere, which makes RoPE's rotation the identity (NoRoPE, for plain RoPE whose
+    cos scale is 1). A 4D mask is used as given, so transformers does not read the repeated
+    position 0 as many packed one-token sequences. Tests compare attnviz's results with this so
+    that a broken patch or capture cannot agree with itself.
+    """
+    import torch
+
+    assert model.config._attn_implementation == "eager", "the reference needs an eager model"
+    batch, seq = input_ids.shape
+    blocked = torch.zeros(seq, seq, dtype=torch.bool) if bidirectional else torch.ones(seq, seq).triu(1).bool()
+    mask = torch.zeros(batch, 1, seq, seq).masked_fill(blocked, torch.finfo(torch.float32).min)
+    position_ids = torch.zeros_like(input_ids) if no_rope else torch.arange(seq).expand(batch, -1)
+    with torch.no_grad():
+        return model(
+            input_ids=input_ids, attention_mask=mask, position_ids=position_ids, output_attentions=True, use_cache=False
+        ).attentions

@@ -41,11 +41,25 @@ def test_capture_with_norope_and_a_wrapper():
         assert_close(mine, theirs)
 
 
-def test_capture_from_inputs_embeds():
-    model = attnviz.tiny_model(attn_implementation="sdpa")
-    got = attnviz.capture_attention(model, inputs_embeds=torch.randn(1, 5, 128))
-    assert got[0].shape == (1, 4, 5, 5)
-    assert_close(got[0].sum(-1), torch.ones(1, 4, 5))
+@pytest.mark.parametrize("backend", ["sdpa", "flex_attention"])
+@pytest.mark.parametrize("positions", ["default", "shifted"])
+def test_capture_from_inputs_embeds_rotates_like_eager(backend, positions):
+    # On sdpa and flex capture recomputes the weights itself, so it must rotate queries and keys
+    # as the layer did. Positions that start at 7 give other rotations than 0, 1, 2, ...: a capture
+    # that skipped RoPE, or used the wrong positions, would differ from eager's own weights.
+    embeds = torch.randn(2, 6, 128, generator=torch.Generator().manual_seed(4))
+    inputs = {"inputs_embeds": embeds}
+    if positions == "shifted":
+        inputs["position_ids"] = torch.arange(7, 13).expand(2, -1)
+    eager = attnviz.tiny_model(seed=6)
+    model = attnviz.tiny_model(seed=6, attn_implementation=backend)
+    with torch.no_grad():
+        expected = eager(**inputs, output_attentions=True).attentions
+    got = attnviz.capture_attention(model, **inputs)
+    assert len(got) == len(expected) == 2
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.shape == (2, 4, 6, 6)
+        assert_close(mine, theirs)
 
 
 def test_model_outputs_backend_and_hooks_are_unchanged():
@@ -61,14 +75,19 @@ def test_model_outputs_backend_and_hooks_are_unchanged():
         assert not module._forward_hooks and not module._forward_pre_hooks
 
 
-def test_training_mode_is_kept_and_dropout_not_applied():
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_training_mode_is_kept_and_dropout_not_applied(backend):
+    # Dropout shows in every layer: on eager in the returned weights themselves, and on any backend
+    # in the hidden states that reach the next layer. So every layer is compared, not only the first.
     eager = attnviz.tiny_model(seed=2)
-    model = attnviz.tiny_model(seed=2, attn_implementation="sdpa", attention_dropout=0.5).train()
+    model = attnviz.tiny_model(seed=2, attn_implementation=backend, attention_dropout=0.5).train()
     with torch.no_grad():
         expected = eager(IDS, output_attentions=True).attentions
     got = attnviz.capture_attention(model, input_ids=IDS)
     assert model.training
-    assert_close(got[0], expected[0])
+    assert len(got) == len(expected) == 2
+    for mine, theirs in zip(got, expected, strict=True):
+        assert_close(mine, theirs)
 
 
 def test_output_feeds_bertviz_head_view():

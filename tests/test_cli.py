@@ -9,8 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import VENV_BIN
-from transformers import GPT2Config, GPT2Model, LlamaForCausalLM
+import torch
+from conftest import VENV_BIN, unpatched_attentions
+from torch.testing import assert_close
+from transformers import AutoModel, GPT2Config, GPT2Model, LlamaForCausalLM
 
 import attnviz
 from attnviz import cli
@@ -61,6 +63,51 @@ def test_render_writes_a_png(tmp_path, checkpoint):
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {out}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flags, layer",
+    [([], 0), (["--bidirectional"], 1), (["--no-rope"], 1), (["--bidirectional", "--no-rope"], 0)],
+    ids=["plain-layer0", "bidirectional-layer1", "no-rope-layer1", "both-layer0"],
+)
+def test_render_draws_the_layer_and_variant_asked_for(flags, layer, checkpoint, tmp_path, capsys, monkeypatch):
+    # What the figure shows, head by head, against the eager checkpoint's own output_attentions for
+    # that variant (conftest.unpatched_attentions): a render that ignored a flag or drew another
+    # layer would draw other numbers.
+    from matplotlib.figure import Figure
+
+    import attnviz.plot
+
+    drawn: list[Figure] = []
+    head_grid = attnviz.plot.head_grid
+
+    def keep(*args, **kwargs):
+        drawn.append(head_grid(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(attnviz.plot, "head_grid", keep)
+    out = tmp_path / "fig.png"
+    args = ["render", "--model", str(checkpoint), "--backend", "sdpa", "--length", "12", "--layer", str(layer)]
+    code, stdout, err = _main([*args, *flags, "--out", str(out)], capsys)
+    assert code == 0, err
+    assert f"wrote {out}" in stdout and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    eager = AutoModel.from_pretrained(checkpoint, attn_implementation="eager").eval()
+    # the CLI's input: --length random ids from a generator seeded with 0
+    ids = torch.randint(0, eager.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    variant = {"bidirectional": "--bidirectional" in flags, "no_rope": "--no-rope" in flags}
+    expected = unpatched_attentions(eager, ids, **variant)[layer][0]  # (heads, q_len, k_len)
+    (fig,) = drawn
+    images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert len(images) == expected.shape[0] == 4
+    for head, image in enumerate(images):
+        array = image.get_array()
+        assert_close(torch.from_numpy(array.filled(0.0)).float(), expected[head], msg=f"head {head}")
+        assert (array.mask == (expected[head] == 0).numpy()).all(), f"head {head}: masked cells"
+    name = " + ".join(
+        ["bidirectional" if variant["bidirectional"] else "causal", "NoRoPE" if variant["no_rope"] else "RoPE"]
+    )
+    assert fig.get_suptitle() == f"Layer {layer}, {name}"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """The shipped demo model: loadable offline, small, and with a positional head that NoRoPE breaks."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
@@ -14,7 +18,35 @@ def demo():
     return attnviz.load_demo()
 
 
-def test_loads_offline_with_from_pretrained(demo, monkeypatch):
+# Run in a fresh Python where opening any connection raises, and the hub libraries are told they
+# are offline: the demo must come from the package folder alone.
+OFFLINE = """
+import socket
+
+def refuse(*args, **kwargs):
+    raise OSError("the network is off in this test")
+
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+
+import attnviz
+
+model, tokenizer = attnviz.load_demo()
+ids = attnviz.demo_example()
+print(type(model).__name__, model.training, type(tokenizer).__name__, ids.shape[1], model.config.num_hidden_layers)
+"""
+
+
+def test_loads_offline_with_from_pretrained(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "no-cache")}
+    result = subprocess.run([sys.executable, "-c", OFFLINE], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, training, tokenizer, length, layers = result.stdout.split()
+    assert (name, training, length, layers) == ("LlamaForCausalLM", "False", "32", "2")
+    assert "Tokenizer" in tokenizer
+
+
+def test_the_demo_is_the_book_s_small_model(demo):
     model, tokenizer = demo
     assert isinstance(model, LlamaForCausalLM) and not model.training
     assert isinstance(tokenizer, PreTrainedTokenizerBase)

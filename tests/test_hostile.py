@@ -265,6 +265,52 @@ def test_packed_sequences_stay_apart_when_bidirectional(backend):
     assert weights[0][0, :, 4:, :4].abs().max() == 0, "the second sequence attends to the first"
 
 
+@pytest.mark.parametrize("feed", ["input_ids", "inputs_embeds"])
+def test_packed_sequences_keep_their_padding_and_take_embeddings(feed):
+    # Two sequences packed in one row, the first with a padding token at its start: the padding
+    # stays invisible and the sequences stay apart, whether the model is fed ids or embeddings.
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    positions = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]])
+    padding = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 1]])
+    inputs = {"input_ids": IDS} if feed == "input_ids" else {"inputs_embeds": model.embed_tokens(IDS).detach()}
+    with attnviz.bidirectional(model):
+        weights = attnviz.capture_attention(model, **inputs, position_ids=positions, attention_mask=padding)
+        with torch.no_grad():
+            packed = model(**inputs, position_ids=positions, attention_mask=padding).last_hidden_state
+            alone = model(input_ids=IDS[:, 4:]).last_hidden_state
+    layer = weights[0][0]  # (heads, q_len, k_len)
+    assert layer[:, 4:, :4].abs().max() == 0, "the second sequence attends to the first"
+    assert layer[:, 1:, 0].abs().max() == 0, "a token attends to the padding"
+    assert layer[:, 1:4, 1:4].min() > 0, "the first sequence attends both ways within itself"
+    assert_close(packed[:, 4:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_a_bidirectional_model_refuses_a_cache_passed_without_use_cache():
+    model = attnviz.tiny_model()
+    with torch.no_grad():
+        cache = model(input_ids=IDS[:, :4], use_cache=True).past_key_values
+    with attnviz.bidirectional(model):
+        for name in ("cache", "past_key_values"):
+            with pytest.raises(ValueError, match=rf"given a KV cache \({name}=\.\.\.\)"):
+                model(input_ids=IDS[:, 4:], use_cache=False, **{name: cache})
+        with torch.no_grad():
+            out = model(input_ids=IDS)  # the config says use_cache=True: the patch turns it off
+    assert model.config.use_cache is True and out.past_key_values is None
+
+
+def test_the_book_subclass_is_bidirectional_when_called_positionally_and_packed():
+    model = attnviz.LlamaBidirectionalModel(attnviz.tiny_config()).eval()
+    assert model.config.is_causal is False
+    changed = IDS.clone()
+    changed[0, -1] = 3
+    with torch.no_grad():
+        first, second = model(IDS).last_hidden_state, model(changed).last_hidden_state  # ids by position
+        assert (first[0, 0] - second[0, 0]).abs().max() > 1e-3
+        packed = model(input_ids=IDS, position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]])).last_hidden_state
+        alone = model(input_ids=IDS[:, 4:]).last_hidden_state
+    assert_close(packed[:, 4:], alone, rtol=1e-5, atol=1e-5)
+
+
 # -- NoRoPE keeps what is not position -----------------------------------------------------------
 @pytest.mark.parametrize("rope_type", sorted(ROPE_INIT_FUNCTIONS))
 def test_no_rope_keeps_the_attention_scaling_of_every_rope_type(rope_type):
@@ -291,6 +337,16 @@ def test_no_rope_accepts_one_dimensional_position_ids():
     norope = attnviz.NoRoPE(attnviz.tiny_config())
     cos, sin = norope(torch.zeros(1, 5, 128), torch.arange(5))
     assert cos.shape == sin.shape == (1, 5, 32)
+
+
+def test_a_bidirectional_norope_model_takes_one_dimensional_position_ids():
+    # NoRoPE takes one row of positions without the batch dimension (LlamaRotaryEmbedding does not):
+    # the packing check must let it through rather than read it as a batch
+    model = attnviz.tiny_model()
+    with attnviz.patched(model, bidirectional=True, no_rope=True):
+        flat = _hidden(model, IDS, position_ids=torch.arange(8))
+        batched = _hidden(model, IDS, position_ids=torch.arange(8)[None])
+    assert_close(flat, batched, rtol=0, atol=0)
 
 
 def test_restore_after_a_dtype_change_matches_a_never_patched_model():

@@ -1,5 +1,6 @@
 """Every chapter is a test: it must run top to bottom in a fresh kernel."""
 
+import ast
 import json
 import os
 import shutil
@@ -40,14 +41,33 @@ def test_setup_cell_is_first_and_matches_config(path):
 
 
 def test_sync_check_flags_a_stale_notebook(tmp_path):
-    """The check `make test` runs must fail on a notebook with outputs."""
+    """The check `make test` runs passes on the chapters as committed and fails on a stale one."""
     script = ROOT / "scripts" / "sync_notebooks.py"
-    ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+
+    def check(*paths):
+        return subprocess.run(
+            [sys.executable, str(script), "--check", *map(str, paths)], capture_output=True, text=True
+        )
+
+    ok = check()
     assert ok.returncode == 0, ok.stdout + ok.stderr
     nb = json.loads(NOTEBOOKS[0].read_text(encoding="utf-8"))
+    clean = tmp_path / "clean.ipynb"
+    clean.write_text(sync_notebooks.dump(nb), encoding="utf-8")
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi"}]
-    assert sync_notebooks.dump(sync_notebooks.synced(nb)) != sync_notebooks.dump(nb)
+    with_outputs = tmp_path / "with-outputs.ipynb"
+    with_outputs.write_text(sync_notebooks.dump(nb), encoding="utf-8")
+    code["outputs"], code["source"] = [], ["# attnviz setup cell: an old copy\n", "import attnviz\n"]
+    old_setup = tmp_path / "old-setup.ipynb"
+    old_setup.write_text(sync_notebooks.dump(nb), encoding="utf-8")
+
+    assert check(clean).returncode == 0
+    for stale in (with_outputs, old_setup):
+        result = check(clean, stale)
+        assert result.returncode == 1, f"--check passed {stale.name}"
+        assert str(stale) in result.stdout and str(clean) not in result.stdout
+    assert "hi" in with_outputs.read_text(encoding="utf-8"), "--check must not rewrite the notebook"
 
 
 @pytest.fixture(scope="session")
@@ -91,9 +111,36 @@ def test_runs_top_to_bottom_in_a_fresh_kernel(path, installed_attnviz, tmp_path)
     assert len(images) >= (1 if path.name.startswith("01_") else 2), f"{path.name} draws {len(images)} figures"
 
 
+def checks_in(source: str) -> int:
+    """How many checks a code cell holds: ``assert`` statements and calls of ``assert_*`` functions
+    (``torch.testing.assert_close``), IPython's ``%`` and ``!`` lines left out.
+
+    Read with ``ast``, so ``from torch.testing import assert_close``, or the word in a comment or a
+    string, is not a check.
+    """
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    count = 0
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Assert):
+            count += 1
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            count += name.startswith("assert_")
+    return count
+
+
+def test_checks_are_statements_and_calls_not_the_word():
+    cell = '# assert nothing\nfrom torch.testing import assert_close\nprint("assert")\nf = assert_close\n%time x = 1'
+    assert checks_in(cell) == 0
+    assert (
+        checks_in("if True:\n    assert 1 == 1, 'one'\nassert 2\ntorch.testing.assert_close(a, b)\nassert_close(a, b)")
+        == 4
+    )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_claims_are_checked_by_code(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
-    checking = [c for c in nb["cells"] if c["cell_type"] == "code" and "assert" in "".join(c["source"])]
+    checking = [c for c in nb["cells"] if c["cell_type"] == "code" and checks_in("".join(c["source"]))]
     least = 2 if path.name.startswith("00_") else 4  # the two-screen on-ramp makes few claims
     assert len(checking) >= least, f"{path.name}: only {len(checking)} cells check a claim"

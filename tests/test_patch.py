@@ -212,3 +212,88 @@ def test_state_patches_behave_as_published_on_the_pinned_version():
     later = state_later_patch(attnviz.tiny_model(attn_implementation="sdpa"))
     report = attnviz.probe_report(later)
     assert report.attends_to_future and not report.uses_positions
+
+
+# -- the small print: what the patches record and show ------------------------------------------
+def test_rope_attention_scaling_without_rope_fields_is_plain_rope():
+    from types import SimpleNamespace
+
+    from attnviz.patch import rope_attention_scaling
+
+    assert rope_attention_scaling(SimpleNamespace()) == 1.0  # a config with no rope_parameters
+    assert rope_attention_scaling(SimpleNamespace(rope_parameters={"rope_theta": 10000.0})) == 1.0
+    yarn = attnviz.tiny_config(rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0})
+    assert rope_attention_scaling(yarn) > 1.0
+
+
+def test_norope_shows_its_cos_and_reads_the_rotary_module_it_replaced():
+    assert attnviz.NoRoPE(head_dim=32).attention_scaling == 1.0
+    assert repr(attnviz.NoRoPE(head_dim=32, attention_scaling=1.5)) == "NoRoPE(head_dim=32, cos=1.5, sin=0)"
+    model = attnviz.tiny_model()
+    norope = attnviz.NoRoPE.around(model.rotary_emb)
+    model.rotary_emb.attention_scaling = 1.25
+    assert "head_dim=32, cos=1.25, sin=0" in repr(norope)
+
+
+def test_active_patches_and_the_patch_repr():
+    model = LlamaForCausalLM(attnviz.tiny_config())
+    assert attnviz.patch.active_patches(model) == []
+    patch = attnviz.bidirectional(model)
+    assert attnviz.patch.active_patches(model) == [patch]
+    assert repr(patch) == "<attnviz.bidirectional on LlamaForCausalLM: active>"
+    patch.restore()
+    assert patch.active is False and repr(patch) == "<attnviz.bidirectional on LlamaForCausalLM: restored>"
+    assert attnviz.patch.active_patches(model) == []
+
+
+def test_restore_leaves_no_hook_behind_in_either_of_torch_s_tables():
+    model = attnviz.tiny_model()
+    with attnviz.bidirectional(model):
+        assert len(model._forward_pre_hooks) == len(model._forward_pre_hooks_with_kwargs) == 1
+    assert not model._forward_pre_hooks and not model._forward_pre_hooks_with_kwargs
+
+
+def test_a_pre_hook_registered_earlier_sees_the_bidirectional_call():
+    # The patch's hook goes first, so hooks other libraries put on the backbone before it (accelerate
+    # moves the arguments to the device) see the call as the model will run it.
+    model = attnviz.tiny_model()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(dict(kwargs)), with_kwargs=True)
+    with attnviz.bidirectional(model), torch.no_grad():
+        model(input_ids=IDS)
+    assert seen[0]["is_causal"] is False and seen[0]["use_cache"] is False
+
+
+def test_a_copy_of_the_backbone_alone_leaves_the_wrapper_behind():
+    import copy
+
+    wrapper = LlamaForCausalLM(attnviz.tiny_config())
+    attnviz.bidirectional(wrapper)
+    backbone = copy.deepcopy(wrapper.model)
+    (patch,) = attnviz.patch.active_patches(backbone)
+    assert patch.model is backbone and patch.backbone is backbone
+    whole = copy.deepcopy(wrapper)
+    (patch,) = attnviz.patch.active_patches(whole)
+    assert patch.model is whole and patch.backbone is whole.model
+    # pickled with its backbone, a patch made through the wrapper does not pull the wrapper along
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(wrapper.model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    (patch,) = attnviz.patch.active_patches(loaded)
+    assert patch.model is loaded and patch.backbone is loaded
+
+
+def test_transformers_5_2_0_itself_is_accepted(monkeypatch):
+    monkeypatch.setattr(attnviz.patch, "_installed_transformers", lambda: "5.2.0")
+    with attnviz.bidirectional(attnviz.tiny_model()):
+        pass
+
+
+def test_no_rope_warns_that_a_windowed_model_still_uses_positions():
+    model = attnviz.tiny_model("mistral", sliding_window=4)
+    with pytest.warns(attnviz.PositionWarning, match=r"sliding-window attention in layers \[0, 1\]"):
+        patch = attnviz.no_rope(model)
+    patch.restore()

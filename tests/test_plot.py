@@ -182,6 +182,16 @@ def test_curves_labels_and_lengths():
         curves([1, 2, 3], {"short": [1, 2]}, xlabel="x", ylabel="y")
 
 
+@pytest.mark.parametrize("logx, logy", [(True, False), (False, True), (True, True), (False, False)])
+def test_curves_puts_each_axis_on_the_scale_asked_for(logx, logy):
+    from attnviz.plot import curves
+
+    fig = curves([256, 1024, 8192], {"s": [0.1, 1.0, 30.0]}, xlabel="tokens", ylabel="s", logx=logx, logy=logy)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ("log" if logx else "linear")
+    assert ax.get_yscale() == ("log" if logy else "linear")
+
+
 @pytest.mark.parametrize("heads, kv, kind", [(4, 4, "multi-head"), (8, 2, "grouped-query"), (4, 1, "multi-query")])
 def test_gqa_groups_connects_each_query_head_to_its_kv_head(heads, kv, kind):
     from attnviz.plot import gqa_groups

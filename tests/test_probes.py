@@ -4,6 +4,7 @@ import contextlib
 
 import pytest
 import torch
+from torch.testing import assert_close
 
 import attnviz
 from attnviz.state import SeedBidirectionalModel
@@ -101,3 +102,26 @@ def test_probe_follows_the_model_dtype():
     model = attnviz.tiny_model().to(torch.bfloat16)
     report = attnviz.probe_report(model)
     assert not report.attends_to_future and report.uses_positions
+
+
+@pytest.mark.parametrize("offset", [-1, -2, 0, 2])
+def test_offset_score_is_the_mean_weight_on_that_diagonal(offset):
+    weights = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(offset + 5))
+    by_hand = []
+    for head in range(3):
+        cells = [weights[b, head, q, q + offset] for b in range(2) for q in range(6) if 0 <= q + offset < 6]
+        by_hand.append(torch.stack(cells).mean())
+    score = attnviz.offset_score(weights, offset=offset)
+    assert score.shape == (3,)
+    assert_close(score, torch.stack(by_hand))
+
+
+def test_probes_are_deterministic_and_pass_their_settings_on():
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    first, second = attnviz.probe_report(model), attnviz.probe_report(model)
+    assert first == second, "the probes' inputs and permutation come from fixed seeds"
+    assert attnviz.probe_report(model, seed=1).permutation_effect != first.permutation_effect
+    assert attnviz.probe_report(model, seq_len=5).seq_len == 5
+    for probe in (attnviz.attends_to_future, attnviz.uses_positions):
+        with pytest.raises(ValueError, match="seq_len must be at least 3"):
+            probe(model, seq_len=2)

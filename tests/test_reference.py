@@ -104,3 +104,63 @@ def test_causal_mask_with_a_cache_offset():
 def test_padding_mask_needs_2d():
     with pytest.raises(ValueError, match="2D"):
         reference.padding_mask(torch.ones(1, 1, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_eager_attention_in_half_precision_is_transformers_to_the_bit(dtype):
+    # the scores are softmaxed in float32 and the weights come back in the inputs' dtype
+    module = _eager_module()
+    q, k, v = (t.to(dtype) for t in _qkv())
+    mask = reference.causal_padding_mask(None, 7, dtype=dtype)
+    out, weights = reference.eager_attention(q, k, v, mask, scaling=module.scaling)
+    expected_out, expected_weights = ml.eager_attention_forward(module, q, k, v, mask, scaling=module.scaling)
+    assert weights.dtype == out.dtype == dtype
+    assert torch.equal(weights, expected_weights) and torch.equal(out, expected_out)
+
+
+def test_rms_norm_in_bfloat16_and_its_default_eps_match_qwen3():
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+
+    norm = Qwen3RMSNorm(32, eps=1e-6)
+    norm.weight.data = torch.linspace(0.5, 2.0, 32)
+    x = torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(1)) * 3
+    assert_close(reference.rms_norm(x, norm.weight), norm(x), rtol=0, atol=1e-6)
+    norm, x = norm.to(torch.bfloat16), x.to(torch.bfloat16)
+    mine = reference.rms_norm(x, norm.weight)
+    assert mine.dtype == torch.bfloat16 and torch.equal(mine, norm(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_tables_with_the_default_theta_in_each_dtype(dtype):
+    model = attnviz.tiny_model(rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    position_ids = torch.tensor([[0, 5, 17, 300]])
+    cos, sin = model.rotary_emb(torch.zeros(1, 4, 128, dtype=dtype), position_ids)
+    my_cos, my_sin = reference.rope_cos_sin(position_ids, head_dim=32, dtype=dtype)
+    assert my_cos.dtype == my_sin.dtype == dtype
+    assert_close(my_cos, cos)
+    assert_close(my_sin, sin)
+
+
+def test_masks_default_to_causal_and_keep_their_shape_dtype_and_device():
+    assert reference.causal_mask(3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    mask = reference.causal_padding_mask(None, 3)
+    assert mask.shape == (1, 1, 3, 3) and mask.dtype == torch.float32
+    assert torch.equal(mask[0, 0] == 0, reference.causal_mask(3))
+    # two new queries over five keys, the first of them padding (as a cache would give)
+    padded = reference.causal_padding_mask(torch.tensor([[0, 1, 1, 1, 1]]), 2, dtype=torch.float16)
+    assert padded.shape == (1, 1, 2, 5) and padded.dtype == torch.float16
+    allowed = [[False, True, True, True, False], [False, True, True, True, True]]
+    assert (padded[0, 0] == 0).tolist() == allowed
+    assert padded.min().item() == torch.finfo(torch.float16).min
+    half = reference.additive_mask(torch.tensor([True, False]), torch.float16)
+    assert half.dtype == torch.float16 and half.tolist() == [0.0, torch.finfo(torch.float16).min]
+
+
+def test_tables_and_masks_are_made_on_the_device_asked_for():
+    # "meta" stands for any device other than the CPU: nothing may silently fall back to the CPU
+    meta = torch.device("meta")
+    assert reference.causal_mask(3, 5, device=meta).device == meta
+    assert reference.additive_mask(torch.ones(2, 2, dtype=torch.bool, device=meta)).device == meta
+    assert reference.causal_padding_mask(torch.ones(1, 4, dtype=torch.long, device=meta), 4).device == meta
+    cos, sin = reference.rope_cos_sin(torch.arange(4, device=meta)[None], head_dim=32)
+    assert cos.device == sin.device == meta

@@ -247,11 +247,12 @@ class InstancePatch:
 _CACHE_NAMES = ("cache", "past_key_values")
 
 
-def _call_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict:
-    """The forward call's arguments, all by name (positional ones named from the signature)."""
+def _call_kwargs(module: nn.Module, args: tuple, kwargs: dict, forward=None) -> dict:
+    """The forward call's arguments, all by name (positional ones named from the signature of
+    ``forward``, by default the module's own)."""
     if not args:
         return kwargs
-    names = list(inspect.signature(type(module).forward).parameters)[1:]  # without self
+    names = list(inspect.signature(forward or type(module).forward).parameters)[1:]  # without self
     named = dict(zip(names, args, strict=False))
     return {**named, **kwargs}
 
@@ -456,7 +457,8 @@ class LlamaBidirectionalModel(LlamaModel):
         self.rotary_emb = NoRoPE(config)
 
     def forward(self, *args, **kwargs):
-        return super().forward(**bidirectional_call(self, _call_kwargs(self, args, kwargs)))
+        # positional arguments are named as LlamaModel.forward names them: this signature has none
+        return super().forward(**bidirectional_call(self, _call_kwargs(self, args, kwargs, LlamaModel.forward)))
 
 
 # The four variants the book compares: name -> the keyword arguments of ``patched``.

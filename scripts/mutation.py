@@ -1,0 +1,345 @@
+"""Mutation testing of attnviz's core modules with mutmut: does a broken attnviz turn the tests red?
+
+mutmut (3.x) changes the code one small step at a time (``<`` to ``<=``, ``True`` to ``False``, an
+argument dropped, ...) and runs the tests that reach the changed function; a mutant the tests
+still pass ("survived") is a behaviour nothing checks. Each module is run on its own, against the
+fast-lane test files that cover it, in a scratch copy of the repository under
+``_build/mutation/<module>/`` (mutmut writes its ``mutants/`` folder next to the code it mutates),
+so the checkout is never touched.
+
+    python scripts/mutation.py                    # every module, one after the other
+    python scripts/mutation.py --module patch     # one module (repeat --module for more)
+
+It writes each module's killed/survived/timeout counts, its run time and the machine's load to
+``benchmarks/results/mutation.json`` (other modules' entries are kept), with every surviving
+mutant's diff and, where one is recorded in ``EQUIVALENT`` below, why it is equivalent. It exits 1
+when a module has a survivor without a recorded reason: kill it with a test, or explain it here.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "_build" / "mutation"
+RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
+
+# module -> (files to mutate, the fast-lane test files that cover them). mutmut runs, for each
+# mutant, only those tests that reached the mutated function when it ran them once without mutants.
+MODULES = {
+    "patch": (["src/attnviz/patch.py"], ["tests/test_patch.py", "tests/test_hostile.py", "tests/test_probes.py"]),
+    "probes": (["src/attnviz/probes.py"], ["tests/test_probes.py", "tests/test_hostile.py", "tests/test_demo.py"]),
+    "capture": (["src/attnviz/capture.py"], ["tests/test_capture.py", "tests/test_families.py"]),
+    "reference": (
+        ["src/attnviz/reference.py"],
+        ["tests/test_reference.py", "tests/test_capture.py", "tests/test_families.py"],
+    ),
+    "families": (["src/attnviz/families.py"], ["tests/test_families.py", "tests/test_patch.py"]),
+    "cli": (["src/attnviz/cli.py"], ["tests/test_cli.py"]),
+    "explorers": (["src/attnviz/view.py", "src/attnviz/explorer.py"], ["tests/test_explorer.py"]),
+}
+
+# Functions left out: the explorers' widget layout and drawing (checked by eye and in the browser
+# tests), not the data code the issue of correctness lives in.
+NOT_MUTATED = {"src/attnviz/explorer.py": ["__init__", "_render", "_ipython_display_"]}
+
+# Lines left out, as mutmut's do_not_mutate_patterns (regular expressions searched in each line):
+# the prose of error messages and warnings. Tests pin each message by the words that tell the
+# reader what happened and what to do; padding or re-casing the rest of its text is not a change
+# of behaviour.
+PROSE = [
+    r"^\s*f?\"[^\"]*\"\s*\)?,?\s*$",  # a line that is only a piece of a message
+    r"^\s*raise \w+\(f?\"",  # raise SomeError("message")
+]
+
+# Surviving mutants that cannot be told apart from the real code by any test, and why. Keyed by
+# mutmut's mutant name (mutation.json shows each one's diff beside its reason); a name whose
+# function changes gets a new number, and the run then reports it again without a reason.
+_AROUND = "a NoRoPE made by around() reads its scaling from the rotary module it replaced, never its own"
+_IN_TABLE = "the hook id is always in torch's table: pop's default is never used"
+_FIRST = "the first patch of its kind sets this field before anything reads it"
+_RESET = "the value left on restore is overwritten by the next patch before anything reads it"
+_SHALLOW = (
+    "a shallow copy of the config is enough: the patch writes only top-level fields (is_causal, and "
+    "transformers the backend), and Llama-family configs have no nested sub-configs"
+)
+_KEYWORD_WINS = (
+    "every call gets is_causal=False as a keyword (pre-hook or forward), and transformers 5.24 reads the "
+    "keyword before the config"
+)
+_FLASH = "flash attention has no CPU kernel: the fast lane cannot run a flash model"
+_NO_SKIP = (
+    "transformers 5.24's create_bidirectional_mask turns allow_is_bidirectional_skip off itself when an "
+    "and_mask_function (the packing) is given"
+)
+_STACKLEVEL = (
+    "which frame a warning names: mutmut's trampolines add frames, so under mutation testing no test can "
+    "pin it (tests/test_patch.py checks the warning itself)"
+)
+EQUIVALENT: dict[str, str] = {
+    "attnviz.patch.xǁNoRoPEǁ__init____mutmut_7": "rope_attention_scaling(None) is 1.0, the value for config=None",
+    "attnviz.patch.xǁNoRoPEǁaround__mutmut_3": _AROUND,
+    "attnviz.patch.xǁNoRoPEǁaround__mutmut_5": _AROUND,
+    "attnviz.patch.xǁNoRoPEǁaround__mutmut_10": _AROUND,
+    "attnviz.patch.x__call_kwargs__mutmut_12": "zip(strict=None) is not strict, like strict=False",
+    "attnviz.patch.x__call_kwargs__mutmut_15": "zip without strict= is not strict, like strict=False",
+    "attnviz.patch.xǁLlamaBidirectionalModelǁforward__mutmut_5": (
+        "_call_kwargs reads the module only for its signature, and here the signature is given (LlamaModel.forward)"
+    ),
+    "attnviz.patch.xǁInstancePatchǁ__init____mutmut_4": "apply(), called next, sets active to True before it is read",
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_2": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_3": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_4": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_5": _FIRST,
+    "attnviz.patch.xǁ_PatchRecordǁ__init____mutmut_6": _FIRST,
+    "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_5": _SHALLOW,
+    "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_6": _KEYWORD_WINS,
+    "attnviz.patch.xǁbidirectionalǁ_apply_first__mutmut_7": _KEYWORD_WINS,
+    "attnviz.patch.xǁLlamaBidirectionalModelǁ__init____mutmut_3": _SHALLOW,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_4": _IN_TABLE,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_7": _IN_TABLE,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_13": _RESET,
+    "attnviz.patch.xǁbidirectionalǁ_undo_last__mutmut_14": _RESET,
+    "attnviz.patch.xǁno_ropeǁ_undo_last__mutmut_3": _RESET,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_26": _FLASH,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_27": _FLASH,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_49": _NO_SKIP,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_54": _NO_SKIP,
+    "attnviz.patch.x__mask_packed_sequences__mutmut_56": _NO_SKIP,
+    "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_4": _STACKLEVEL,
+    "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_6": _STACKLEVEL,
+    "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_7": _STACKLEVEL,
+    "attnviz.reference.x_rope_cos_sin__mutmut_10": "arange(...) / head_dim is true division: float32 either way",
+    "attnviz.reference.x_rope_cos_sin__mutmut_14": "arange(...) / head_dim is true division: float32 either way",
+}
+
+_CPU_ONLY = (
+    "only the device of a tensor made here changes (None or the default): the fast lane runs on the CPU, "
+    "where that is the same device; on another one the mixed devices would raise"
+)
+
+
+def _without_device(line: str) -> str:
+    return re.sub(r"\s*device=[^,)]*,?", "", line[1:]).replace(", )", ")").replace("(,", "(").strip()
+
+
+def _equivalent(name: str, diff: str) -> str | None:
+    """Why a surviving mutant is equivalent, or None when no reason is recorded."""
+    if name in EQUIVALENT:
+        return EQUIVALENT[name]
+    removed = [line for line in diff.splitlines() if line.startswith("-")]
+    added = [line for line in diff.splitlines() if line.startswith("+")]
+    if len(removed) == len(added) == 1 and "device=" in removed[0]:
+        if _without_device(removed[0]) == _without_device(added[0]):
+            return _CPU_ONLY
+    return None
+
+
+def _mark_not_mutated(path: Path, functions: list[str]) -> None:
+    """Put mutmut's ``# pragma: no mutate block`` on the ``def`` line of each named function."""
+    text = path.read_text(encoding="utf-8")
+    for name in functions:
+        pattern = re.compile(rf"^(\s*def {name}\(.*\):)[ \t]*$", re.M)
+        text, found = pattern.subn(r"\1  # pragma: no mutate block", text)
+        if found != 1:
+            raise SystemExit(f"{path.name}: expected one one-line `def {name}(...):`, found {found}")
+    path.write_text(text, encoding="utf-8")
+
+
+def _scratch(module: str) -> Path:
+    """A copy of what the tests need, with mutmut's configuration for this module."""
+    files, tests = MODULES[module]
+    scratch = WORK / module
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints")
+    for folder in ("src", "tests", "scripts", "notebooks"):
+        shutil.copytree(ROOT / folder, scratch / folder, ignore=ignore)
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy(ROOT / name, scratch / name)
+    for file in files:
+        if file in NOT_MUTATED:
+            _mark_not_mutated(scratch / file, NOT_MUTATED[file])
+    config = {
+        "source_paths": ["src"],
+        "only_mutate": files,
+        # mutmut runs the tests inside mutants/: what conftest and the tests read from the root
+        "also_copy": ["scripts", "notebooks", "_toc.yml", "_config.yml"],
+        "do_not_mutate_patterns": PROSE,
+        "pytest_add_cli_args_test_selection": [*tests, "-m", "not book and not browser"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        # fork from the process that ran the tests once: flex attention's first call in a process
+        # costs tens of seconds, and the mutants' forks inherit it warm. One torch thread each.
+        "process_isolation": "fork",
+    }
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject += "\n[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items())
+    (scratch / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    # made now, so that Python, started with it on PYTHONPATH, does not cache it as missing and
+    # import the checkout's attnviz instead of the mutated copy mutmut writes there
+    (scratch / "mutants" / "src").mkdir(parents=True)
+    return scratch
+
+
+def _statuses(scratch: Path, files: list[str]) -> dict[str, str]:
+    """mutant name -> mutmut's verdict, read from its .meta files."""
+    from mutmut.stats import status_by_exit_code
+
+    verdicts = {}
+    for file in files:
+        meta = json.loads((scratch / "mutants" / (file + ".meta")).read_text(encoding="utf-8"))
+        for name, exit_code in meta["exit_code_by_key"].items():
+            verdicts[name] = status_by_exit_code[exit_code]
+    return verdicts
+
+
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+diffs = {}
+for name in json.load(sys.stdin):
+    lines = get_diff_for_mutant(name).splitlines()
+    diffs[name] = "\\n".join(l for l in lines if l[:1] in "+-" and not l.startswith(("+++", "---")))
+print(json.dumps(diffs))
+"""
+
+
+def _diffs(scratch: Path, names: list[str], env: dict) -> dict[str, str]:
+    """Each mutant's change as -/+ lines, from mutmut (in one process: its config is read from cwd)."""
+    shown = subprocess.run(
+        [sys.executable, "-c", _DIFFS], cwd=scratch, env=env, input=json.dumps(names), capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        raise SystemExit(f"could not read the mutants' diffs: {shown.stderr[-2000:]}")
+    return json.loads(shown.stdout)
+
+
+def run(module: str, max_children: int) -> dict:
+    files, tests = MODULES[module]
+    scratch = _scratch(module)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        # mutmut runs pytest several times in one process: transformers' log handler, made on the
+        # first run, would write its warnings to that run's closed capture stream on the next
+        "TRANSFORMERS_VERBOSITY": "error",
+        # subprocesses the tests start (the attnviz script, python -c) import the mutated copy too
+        "PYTHONPATH": str(scratch / "mutants" / "src"),
+    }
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    log = WORK / f"{module}.log"
+    with log.open("w", encoding="utf-8") as out:
+        command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+        code = subprocess.run(command, cwd=scratch, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    seconds = time.monotonic() - start
+    if code != 0:
+        raise SystemExit(f"mutmut failed on {module} (exit {code}); see {log.relative_to(ROOT)}")
+    verdicts = _statuses(scratch, files)
+    counts: dict[str, int] = {}
+    for verdict in verdicts.values():
+        counts[verdict] = counts.get(verdict, 0) + 1
+    lost = sorted(name for name, verdict in verdicts.items() if verdict not in ("killed", "timeout"))
+    diffs = _diffs(scratch, lost, env)
+    survivors = [
+        {"mutant": name, "verdict": verdicts[name], "diff": diffs[name], "equivalent": _equivalent(name, diffs[name])}
+        for name in lost
+    ]
+    killed, timeout = counts.get("killed", 0), counts.get("timeout", 0)
+    entry = {
+        "files": files,
+        "tests": tests,
+        "mutants": len(verdicts),
+        "killed": killed,
+        "survived": counts.get("survived", 0),
+        "timeout": timeout,
+        # "no tests": mutants in functions none of the module's tests reach (counted as not killed)
+        "other": {k: v for k, v in counts.items() if k not in ("killed", "survived", "timeout")},
+        "seconds": round(seconds),
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+        "cpus": os.cpu_count(),
+        "survivors": survivors,
+    }
+    # a timeout counts as killed: the mutant made the tests hang, which a run notices
+    _counts(entry)
+    return entry
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--module", action="append", choices=list(MODULES), help="default: every module")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument(
+        "--reasons-only", action="store_true", help="re-read the recorded reasons into mutation.json, run nothing"
+    )
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {"modules": {}}
+    if args.reasons_only:
+        return _reread_reasons(results)
+    unexplained = []
+    for module in args.module or list(MODULES):
+        print(f"mutation testing {module} ...", flush=True)
+        entry = run(module, args.max_children)
+        entry["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        results["modules"][module] = entry
+        results["tool"] = f"mutmut {_version('mutmut')}"
+        results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        lost = [s["mutant"] for s in entry["survivors"] if s["equivalent"] is None]
+        unexplained += lost
+        print(
+            f"  {module}: {entry['mutants']} mutants, {entry['killed']} killed, {entry['survived']} survived, "
+            f"{entry['timeout']} timeout, {entry['equivalent']} equivalent, "
+            f"{entry['killed_of_non_equivalent']:.1%} of the others killed, {entry['seconds']} s "
+            f"(load {entry['load_average_1min']['before']} -> {entry['load_average_1min']['after']})",
+            flush=True,
+        )
+        for name in lost:
+            print(f"  survived, no reason recorded: {name}")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 1 if unexplained else 0
+
+
+def _counts(entry: dict) -> None:
+    """The equivalent count and the kill rate of one module's entry, from its survivors."""
+    entry["equivalent"] = sum(s["equivalent"] is not None for s in entry["survivors"])
+    not_equivalent = entry["mutants"] - entry["equivalent"]
+    killed = entry["killed"] + entry["timeout"]
+    entry["killed_of_non_equivalent"] = round(killed / not_equivalent, 4) if not_equivalent else 1.0
+
+
+def _reread_reasons(results: dict) -> int:
+    """Apply the reasons recorded here to the survivors of the last run, without running mutmut."""
+    unexplained = 0
+    for module, entry in results["modules"].items():
+        for survivor in entry["survivors"]:
+            survivor["equivalent"] = _equivalent(survivor["mutant"], survivor["diff"])
+            unexplained += survivor["equivalent"] is None
+        _counts(entry)
+        print(
+            f"  {module}: {entry['equivalent']} equivalent, "
+            f"{entry['killed_of_non_equivalent']:.1%} of the others killed"
+        )
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS.relative_to(ROOT)}; {unexplained} survivor(s) without a reason")
+    return 1 if unexplained else 0
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
