@@ -1,6 +1,10 @@
 """Attention heatmaps. Every function returns a matplotlib ``Figure`` and shows nothing itself.
 
 Chapter 1 (``notebooks/01_llama_attention.ipynb``) introduces ``heatmap``.
+
+Which cells are masked is never guessed from the weights: a weight that underflowed to exactly 0
+in float32 (``exp(-104)`` is 0.0) is still a weight. Pass the mask (True = may attend) and the
+cells it forbids are drawn grey, outside the colour scale; without one, every cell is a weight.
 """
 
 from collections.abc import Sequence
@@ -65,7 +69,7 @@ def _prepare(weights, tokens, mask, max_tokens, name="weights"):
         )
     q_labels, k_labels = _check_tokens(tokens, q_len, k_len)
     if mask is None:
-        masked = array == 0.0
+        masked = np.zeros(array.shape, dtype=bool)  # nothing is known to be masked: draw every value
     else:
         masked = ~_as_2d_array(mask, "mask").astype(bool)
         if masked.shape != array.shape:
@@ -131,9 +135,9 @@ def heatmap(
         weights: a ``(q_len, k_len)`` tensor or array, e.g. ``outputs.attentions[0][0, head]``.
         tokens: one label per key position, drawn on both axes; ``None`` draws position indices.
         ax: a matplotlib Axes to draw into; by default a new Figure is made.
-        mask: optional boolean ``(q_len, k_len)``, True where the query may attend. Without it,
-            a cell whose weight is exactly 0 counts as masked: that is what a masked score becomes
-            after softmax, while an unmasked one stays positive however small.
+        mask: optional boolean ``(q_len, k_len)``, True where the query may attend; the cells it
+            forbids are drawn grey. Without it every cell is drawn as a weight, zeros included:
+            a weight can underflow to exactly 0 without being masked, so zeros prove nothing.
         title, colorbar_label, vmin, vmax: labelling and colour range.
         max_tokens: refuse sequences longer than this (labels stop being readable); ``None`` lifts it.
 
@@ -187,6 +191,7 @@ def head_grid(
     tokens: Sequence[str] | None = None,
     *,
     batch: int = 0,
+    mask=None,
     ncols: int = 4,
     title: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
@@ -199,10 +204,18 @@ def head_grid(
         layer: which layer to draw.
         tokens: one label per key position, or ``None`` for indices.
         batch: which sequence of the batch.
+        mask: optional boolean ``(q_len, k_len)`` for every head (True = may attend), or one per
+            head, ``(heads, q_len, k_len)``; forbidden cells are drawn grey. Without it nothing is.
     """
     per_head = _check_attentions(attentions, layer, batch)  # (heads, q_len, k_len)
     heads = per_head.shape[0]
-    prepared = [_prepare(per_head[h], tokens, None, max_tokens, f"head {h}") for h in range(heads)]
+    head_masks = [None] * heads
+    if mask is not None:
+        mask = torch.as_tensor(mask)
+        head_masks = list(mask) if mask.dim() == 3 else [mask] * heads
+        if len(head_masks) != heads:
+            raise ValueError(f"got {len(head_masks)} masks for {heads} heads; give one mask, or one per head.")
+    prepared = [_prepare(per_head[h], tokens, head_masks[h], max_tokens, f"head {h}") for h in range(heads)]
     q_len, k_len = prepared[0][0].shape
     ncols = max(1, min(ncols, heads))
     nrows = -(-heads // ncols)
@@ -235,13 +248,14 @@ def compare(
     titles: Sequence[str] = ("before", "after"),
     diff: bool = True,
     row_titles: Sequence[str] | None = None,
+    masks=None,
     suptitle: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
 ):
     """Put attention maps before and after a change side by side on one colour scale; return the Figure.
 
     With ``diff=True`` a last column shows ``after - before`` on a diverging scale centred on 0
-    (red: more weight after, blue: less). Cells masked in both maps are grey everywhere.
+    (red: more weight after, blue: less). Cells masked in both maps are grey there too.
 
     Args:
         before, after: ``(q_len, k_len)`` weights of the same shape, or two lists of such maps, one
@@ -249,6 +263,10 @@ def compare(
         tokens: one label per key position, or ``None`` for indices.
         titles: the two column titles.
         row_titles: one label per row, when lists are given.
+        masks: what may attend (True) in each map, drawn grey where False: one boolean
+            ``(q_len, k_len)`` mask for every map, a pair ``(before_mask, after_mask)`` (``None``
+            for a map with nothing masked), or one such pair per row when lists are given.
+            Without it nothing is drawn as masked.
     """
     if len(titles) != 2:
         raise ValueError(f"titles needs two entries, for before and after; got {len(titles)}.")
@@ -259,10 +277,21 @@ def compare(
         raise ValueError(f"got {len(befores)} 'before' maps and {len(afters)} 'after' maps; pair them one to one.")
     if row_titles is not None and len(row_titles) != len(befores):
         raise ValueError(f"got {len(row_titles)} row titles for {len(befores)} rows.")
+    if masks is None or (isinstance(masks, (torch.Tensor, np.ndarray)) and np.ndim(masks) == 2):
+        row_masks = [(masks, masks)] * len(befores)
+    elif rows_given:
+        row_masks = [tuple(pair) for pair in masks]
+    else:
+        row_masks = [tuple(masks)]
+    if len(row_masks) != len(befores) or any(len(pair) != 2 for pair in row_masks):
+        raise ValueError(
+            "masks must be one (q_len, k_len) mask, a (before, after) pair, or one such pair per row; "
+            f"got {len(row_masks)} entries for {len(befores)} rows."
+        )
     pairs = []
-    for a_map, b_map in zip(befores, afters, strict=True):
-        a, masked_a, q_labels, k_labels = _prepare(a_map, tokens, None, max_tokens, "before")
-        b, masked_b, _, _ = _prepare(b_map, tokens, None, max_tokens, "after")
+    for a_map, b_map, (mask_a, mask_b) in zip(befores, afters, row_masks, strict=True):
+        a, masked_a, q_labels, k_labels = _prepare(a_map, tokens, mask_a, max_tokens, "before")
+        b, masked_b, _, _ = _prepare(b_map, tokens, mask_b, max_tokens, "after")
         if a.shape != b.shape:
             raise ValueError(f"before has shape {a.shape} and after {b.shape}: compare needs maps of the same shape.")
         pairs.append((a, masked_a, b, masked_b))
@@ -312,8 +341,8 @@ def panels(
         titles: one title per map.
         tokens: labels for every map (a list of strings), one list per map (a list of lists),
             or ``None`` for indices.
-        masks: one boolean mask per map (True = may attend) or ``None`` entries. Pass them for
-            score maps: only probabilities have "exactly 0 means masked".
+        masks: one boolean mask per map (True = may attend) or ``None`` entries; forbidden cells
+            are drawn grey. Without a mask every cell of that map is drawn as a value.
         share_scale: one colour range for all maps (compare values) or one each (compare patterns).
     """
     if len(titles) != len(maps):
