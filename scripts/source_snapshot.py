@@ -4,11 +4,13 @@ The chapters import only the pinned transformers, so an older release's code is 
 throw-away environment holding that release (scripts/envs.py, sharing .venv's torch), each object
 below is quoted with attnviz.quote, exactly as a chapter quotes the installed source (file, lines,
 version), and the quotes are written to book/data/source_<version>.json. attnviz.source.snapshot
-reads them back; chapter 1 diffs 4.57.6's LlamaAttention and eager_attention_forward (the code
-the blog post this book grew from quotes) against 5.24, and chapter 6 quotes 4.57.6's mask code.
-Never edit the JSON by hand: rerun this script, then scripts/sync_data.py.
+reads them back (None for an object the release does not have). Chapter 1 diffs 4.57.6's
+LlamaAttention and eager_attention_forward (the code the blog post this book grew from quotes)
+against 5.24; chapter 6 quotes the mask code of 4.53.0, 4.57.6 and 5.1.0. Never edit the JSON
+by hand: rerun this script, then scripts/sync_data.py.
 
-    .venv/bin/python scripts/source_snapshot.py [--version 4.57.6] [--keep-envs .compat-envs]
+    .venv/bin/python scripts/source_snapshot.py --version 4.57.6 [--keep-envs .compat-envs]
+    (the committed snapshots: 4.53.0, 4.57.6, 5.1.0)
 """
 
 import argparse
@@ -45,8 +47,12 @@ def _child() -> int:
     for name, target in OBJECTS.items():
         module, qualified = target.split(":")
         obj = importlib.import_module(module)
-        for part in qualified.split("."):
-            obj = getattr(obj, part)
+        try:
+            for part in qualified.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:  # this release has no such function: recorded as None
+            quotes[name] = None
+            continue
         quotes[name] = quote(obj).to_dict()
     print(json.dumps({"transformers": transformers.__version__, "quotes": quotes}))
     return 0
@@ -54,7 +60,7 @@ def _child() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", default=DEFAULT_VERSION)
+    parser.add_argument("--version", default=DEFAULT_VERSION, help=f"the release to quote (default {DEFAULT_VERSION})")
     parser.add_argument("--keep-envs", type=Path, help="reuse environments in this folder instead of a temporary one")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -454,3 +454,63 @@ def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | 
         f"({groups} per group)"
     )
     return fig
+
+
+COMPAT_COLORS = {"both ways": "#1b9e77", "causal": "#d95f02", "refused": "#bdbdbd", "error": "#252525"}
+
+
+def compat_matrix(rows: Sequence[dict], title: str | None = None):
+    """Draw chapter 6's compatibility table (``book/data/compat.json``) as a grid; return the Figure.
+
+    One row per transformers release, one column per patch x backend x ``use_cache``; each cell
+    says what the probes found: "both ways" (bidirectional), "causal", "refused" (the patch
+    declined with an error of its own) or "error" (it crashed).
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    from packaging.version import Version
+
+    if not rows:
+        raise ValueError("compat_matrix needs rows, as in book/data/compat.json.")
+    releases = sorted({r["transformers"] for r in rows}, key=Version)
+    columns = list(dict.fromkeys((r["patch"], r["backend"], r["use_cache"]) for r in rows))
+    by = {(r["transformers"], r["patch"], r["backend"], r["use_cache"]): r for r in rows}
+    kinds = list(COMPAT_COLORS)
+
+    def kind(row) -> str:
+        if row["refused"]:
+            return "refused"
+        if row["error"]:
+            return "error"
+        return "both ways" if row["attends_to_future"] else "causal"
+
+    grid = np.array([[kinds.index(kind(by[(v, *c)])) for c in columns] for v in releases])
+    fig = _new_figure(figsize=(6.9, 0.42 * len(releases) + 1.9))
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap=ListedColormap(list(COMPAT_COLORS.values())), vmin=0, vmax=len(kinds) - 1, aspect="auto")
+    for y, x in np.ndindex(grid.shape):
+        label = {"both ways": "both", "causal": "causal", "refused": "—", "error": "error"}[kinds[grid[y, x]]]
+        color = "white" if kinds[grid[y, x]] in ("both ways", "causal", "error") else "black"
+        ax.text(x, y, label, ha="center", va="center", fontsize=8, color=color)
+    ax.set_yticks(range(len(releases)), releases)
+    ax.set_xticks(range(len(columns)), [f"{b}\n{'cache' if c else 'no cache'}" for _, b, c in columns], fontsize=8)
+    patches = list(dict.fromkeys(p for p, _, _ in columns))
+    for index, patch in enumerate(patches):
+        span = [i for i, (p, _, _) in enumerate(columns) if p == patch]
+        ax.text((span[0] + span[-1]) / 2, -0.75, patch, ha="center", va="bottom", fontsize=9, fontweight="bold")
+        if index:
+            ax.axvline(span[0] - 0.5, color="white", linewidth=3)
+    ax.set_ylabel("transformers")
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.legend(
+        handles=[Patch(facecolor=color, label=name) for name, color in COMPAT_COLORS.items()],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncol=len(COMPAT_COLORS),
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(title or "Does the patched model attend both ways? (the probes' verdict)", pad=22)
+    return fig

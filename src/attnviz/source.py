@@ -174,8 +174,11 @@ def diff(old, new, context: int = 2) -> Diff:
     return Diff(a, b, list(lines))
 
 
-def snapshot(version: str) -> dict[str, Quote]:
+def snapshot(version: str) -> dict[str, Quote | None]:
     """The quotes ``scripts/source_snapshot.py`` took from transformers ``version``, by name.
+
+    A name maps to None when that release has no such object (e.g. 4.53.0 has no
+    ``find_packed_sequence_indices``).
 
     Raises:
         FileNotFoundError: when no snapshot of that release is committed (or shipped).
@@ -190,4 +193,4 @@ def snapshot(version: str) -> dict[str, Quote]:
             f"`python scripts/source_snapshot.py --version {version}`."
         )
     stored = json.loads(path.read_text(encoding="utf-8"))
-    return {name: Quote.from_dict(fields) for name, fields in stored["quotes"].items()}
+    return {name: None if fields is None else Quote.from_dict(fields) for name, fields in stored["quotes"].items()}
