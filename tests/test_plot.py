@@ -205,6 +205,9 @@ def test_curves_labels_and_lengths():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["up", "down"]
     with pytest.raises(ValueError, match="2 values for 3 x values"):
         curves([1, 2, 3], {"short": [1, 2]}, xlabel="x", ylabel="y")
+    banded = curves([1, 2, 3], {"up": [1, 2, 3]}, xlabel="x", ylabel="y", bands={"steep part": (1, 2)})
+    assert [t.get_text() for t in banded.axes[0].get_legend().get_texts()] == ["steep part", "up"]
+    assert len(banded.axes[0].patches) == 1
 
 
 @pytest.mark.parametrize("heads, kv, kind", [(4, 4, "multi-head"), (8, 2, "grouped-query"), (4, 1, "multi-query")])

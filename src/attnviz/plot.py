@@ -391,13 +391,22 @@ def curves(
     logx: bool = False,
     logy: bool = False,
     marker: str | None = None,
+    bands: dict | None = None,
+    legend_below: bool = False,
 ):
-    """Plot one or more curves over the same ``x`` with labelled axes and a legend; return the Figure."""
+    """Plot one or more curves over the same ``x`` with labelled axes and a legend; return the Figure.
+
+    ``bands`` maps a label to an ``(x_from, x_to)`` range shaded behind the curves (chapter 4 marks
+    where the RoPE bound drops steeply). ``legend_below`` puts the legend under the axes, in two
+    columns, where it cannot hide a curve.
+    """
     if not series:
         raise ValueError("curves needs at least one series, e.g. {'label': values}.")
     x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     fig = _new_figure(figsize=(6.4, 3.6))
     ax = fig.add_subplot()
+    for label, (start, stop) in (bands or {}).items():
+        ax.axvspan(start, stop, color="#fdb863", alpha=0.35, label=label, linewidth=0)
     for label, values in series.items():
         y = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
         if y.shape != x.shape:
@@ -410,7 +419,9 @@ def curves(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    if len(series) > 1 or next(iter(series)):
+    if legend_below:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small", frameon=False)
+    elif len(series) > 1 or next(iter(series)) or bands:
         ax.legend()
     return fig
 
