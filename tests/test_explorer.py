@@ -37,6 +37,20 @@ def test_toggles_redraw_one_image_in_place(explorer):
     assert "largest change from the unpatched model in this layer: 0.000" in explorer.status.value
 
 
+def test_masked_cells_come_from_the_variant_never_from_zero_weights(explorer):
+    import numpy as np
+
+    def grey():
+        return np.ma.getmaskarray(explorer._images[0].get_array())
+
+    upper = np.triu(np.ones((32, 32), dtype=bool), k=1)
+    assert np.array_equal(grey(), upper)  # causal: the upper triangle, as the mask says
+    explorer.causal.value = "bidirectional"
+    assert not grey().any()  # bidirectional: nothing is masked, whatever the weights
+    explorer.causal.value = "causal"
+    assert np.array_equal(grey(), upper)
+
+
 def test_layers_heads_backends_and_own_tokens(explorer):
     explorer.head.value = "all"
     explorer.layer.value = 1

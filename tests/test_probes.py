@@ -101,3 +101,19 @@ def test_probe_follows_the_model_dtype():
     model = attnviz.tiny_model().to(torch.bfloat16)
     report = attnviz.probe_report(model)
     assert not report.attends_to_future and report.uses_positions
+
+
+def test_use_cache_reaches_every_probe_call():
+    from attnviz.state import seed_backbone
+
+    seen = []
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["use_cache"]), with_kwargs=True)
+    attnviz.probe_report(model)
+    attnviz.probe_report(model, use_cache=True)
+    assert seen == [False] * 3 + [True] * 3
+    # a model patched by attnviz refuses a cache; the seed listing on 5.24 takes one and stays bidirectional
+    with attnviz.bidirectional(model), pytest.raises(ValueError, match="cannot serve a bidirectional model"):
+        attnviz.probe_report(model, use_cache=True)
+    seed = seed_backbone(attnviz.tiny_config(attn_implementation="sdpa")).eval()
+    assert attnviz.probe_report(seed, use_cache=True).attends_to_future

@@ -56,10 +56,10 @@ _EXPORTS = {
     "repo_file": "_paths",
 }
 # submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...)
-_SUBMODULES = ("families", "plot", "reference", "state")
+_SUBMODULES = ("families", "plot", "reference", "source", "state")
 
 if TYPE_CHECKING:
-    from attnviz import families, plot, reference, state
+    from attnviz import families, plot, reference, source, state
     from attnviz._paths import repo_file
     from attnviz._versions import PINNED_VERSIONS, versions
     from attnviz.capture import capture_attention
