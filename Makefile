@@ -18,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make book   build the site into _build/html (sets up .venv first)"
 	@echo "make test   lint, package tests, every notebook, the book build, the browser checks"
-	@echo "make test-fast  lint and the package tests only (no book build, no browser; under 2 minutes)"
+	@echo "make test-fast  lint and the package tests only (no book build, no browser, no older transformers; under 2 minutes)"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~25 min)"
 	@echo "make recipes  re-measure chapter 11's recipe matrix (book/data/recipes.json; about an hour)"
@@ -54,7 +54,7 @@ test: $(STAMP) chromium lint
 test-fast: $(STAMP) lint
 	$(BIN)/python scripts/sync_notebooks.py --check
 	$(BIN)/python scripts/sync_data.py --check
-	$(BIN)/python -m pytest -m "not book and not browser"
+	$(BIN)/python -m pytest -m "not book and not browser and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts benchmarks

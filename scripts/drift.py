@@ -12,17 +12,21 @@ this script
 3. executes every chapter of the book in a fresh kernel of that environment: each chapter's
    assert cells are the book's claims, so a failing cell is a claim that changed;
 4. runs the compatibility probes of chapter 6 (the seed's patch, STATE's later patch, attnviz's
-   own; eager and sdpa) and compares each verdict with the pinned release's row in
-   book/data/compat.json;
+   own; eager and sdpa; without and with a KV cache) and compares each verdict, and the mask
+   layer 0 receives, with the pinned release's row in book/data/compat.json;
 5. re-runs the pinned release's cells of chapter 11's recipe matrix (scripts/recipe_matrix.py:
    every recipe that runs on the pin, every backend, cache and batch cell) and compares them with
    book/data/recipes.json.
+
+Once per run, it also re-measures every older release in book/data/compat.json (each in its
+own throw-away environment, as scripts/compat_matrix.py does) and reports any row that no
+longer comes out as committed: the table must stay regenerable from this repository.
 
 It writes _build/drift/report.md and report.json and exits 1 when anything differs from the
 pinned release, 0 when nothing does.
 
     make drift                                   # what the weekly workflow runs
-    .venv/bin/python scripts/drift.py --versions 5.23.0 [--keep-envs .drift-envs] [--skip-chapters]
+    .venv/bin/python scripts/drift.py --versions 5.23.0 [--keep-envs .drift-envs] [--skip-chapters] [--skip-older]
 """
 
 import argparse
@@ -37,6 +41,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from booklayout import ROOT, chapters  # scripts/booklayout.py and scripts/envs.py, next to this script
+from compat_matrix import measure
 from envs import environment
 from packaging.version import InvalidVersion, Version
 from recipe_matrix import measure_release, recipe_changes
@@ -60,7 +65,8 @@ DRIFT_TESTS = [
     "tests/test_cli.py",
     "tests/test_plot.py",
 ]
-VERDICT_KEYS = ("attends_to_future", "uses_positions", "refused", "error")
+VERDICT_KEYS = ("attends_to_future", "uses_positions", "refused", "error", "layer0_mask", "layer0_is_causal")
+ROW_KEY = ("patch", "backend", "use_cache")
 MAX_LISTED = 25  # failed tests listed in report.md; report.json has every one
 
 
@@ -112,24 +118,54 @@ def failed_tests(junit_xml: Path) -> tuple[int, list[dict]]:
 
 
 def compat_changes(pinned_rows: list[dict], new_rows: list[dict]) -> list[dict]:
-    """The (patch, backend) rows whose verdicts differ; an error counts as a verdict, its text does not."""
+    """The (patch, backend, use_cache) rows whose verdicts or layer-0 evidence differ; an error counts
+    as a verdict, its text does not."""
 
     def verdicts(row):
         return {key: bool(row.get(key)) if key == "error" else row.get(key) for key in VERDICT_KEYS}
 
-    pinned = {(r["patch"], r["backend"]): verdicts(r) for r in pinned_rows}
+    def key(row):
+        return tuple(row.get(k) for k in ROW_KEY)
+
+    pinned = {key(r): verdicts(r) for r in pinned_rows}
     changes = []
     for row in new_rows:
-        key = (row["patch"], row["backend"])
-        before = pinned.get(key)
+        before = pinned.get(key(row))
         after = verdicts(row)
         if before != after:
             changes.append(
-                {"patch": key[0], "backend": key[1], "pinned": before, "new": after, "error": row.get("error")}
+                {**dict(zip(ROW_KEY, key(row), strict=True)), "pinned": before, "new": after, "error": row.get("error")}
             )
-    missing = set(pinned) - {(r["patch"], r["backend"]) for r in new_rows}
-    for patch, backend in sorted(missing):
-        changes.append({"patch": patch, "backend": backend, "pinned": pinned[(patch, backend)], "new": None})
+    missing = set(pinned) - {key(r) for r in new_rows}
+    for cell in sorted(missing, key=str):
+        changes.append({**dict(zip(ROW_KEY, cell, strict=True)), "pinned": pinned[cell], "new": None})
+    return changes
+
+
+def older_rows_changes(committed: list[dict], pin: str, base: Path) -> list[dict]:
+    """Re-measure every release of ``committed`` other than ``pin``: the rows that no longer come out
+    as committed (compared whole, error text included), or the failure that stopped a release."""
+    changes = []
+    releases = sorted({r["transformers"] for r in committed if r["transformers"] != pin}, key=Version)
+    for version in releases:
+        print(f"transformers {version}: re-measuring the committed rows ...", flush=True)
+        try:
+            found = measure(version, base)
+        except SystemExit as failure:  # the harness failed there: the table cannot be regenerated
+            changes.append({"transformers": version, "row": "(all)", "committed": None, "now": str(failure)[-500:]})
+            continue
+        before = {tuple(r[k] for k in ROW_KEY): r for r in committed if r["transformers"] == version}
+        now = {tuple(r[k] for k in ROW_KEY): r for r in found}
+        for cell in sorted(set(before) | set(now), key=str):
+            if before.get(cell) != now.get(cell):
+                changes.append(
+                    {
+                        "transformers": version,
+                        "row": " / ".join(map(str, cell)),
+                        "committed": before.get(cell),
+                        "now": now.get(cell),
+                    }
+                )
     return changes
 
 
@@ -243,19 +279,20 @@ def check_version(version: str, base: Path, skip_chapters: bool) -> dict:
             )
 
     print(f"transformers {version}: compatibility probes ...", flush=True)
-    probes = subprocess.run(
-        [str(python), str(ROOT / "scripts" / "compat_matrix.py"), "--child"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if probes.returncode != 0:
+    try:
+        new_rows = measure(version, base)
+    except SystemExit as failure:  # the harness failed in that environment: report it, do not guess
         result["compat"] = [
-            {"patch": "(all)", "backend": "-", "pinned": None, "new": None, "error": probes.stderr[-500:]}
+            {
+                "patch": "(all)",
+                "backend": "-",
+                "use_cache": "-",
+                "pinned": None,
+                "new": None,
+                "error": str(failure)[-500:],
+            }
         ]
     else:
-        new_rows = json.loads(probes.stdout.strip().splitlines()[-1])
         pin = pinned_transformers()
         pinned_rows = [r for r in json.loads(COMPAT.read_text(encoding="utf-8")) if r["transformers"] == pin]
         result["compat"] = compat_changes(pinned_rows, new_rows)
@@ -282,13 +319,23 @@ def check_recipes(version: str, python: Path, base: Path) -> list[dict]:
     return recipe_changes(pinned_rows, found["rows"])
 
 
-def render(results: list[dict], pin: str, why: str) -> str:
+def render(results: list[dict], pin: str, why: str, older: list[dict] | None = None) -> str:
     lines = [
         "# attnviz drift report",
         "",
         f"Pinned transformers {pin}. {why.capitalize()}. Run {datetime.date.today().isoformat()}.",
         "",
     ]
+    if older is None:
+        lines += ["## Older releases in book/data/compat.json: not re-measured (--skip-older)", ""]
+    else:
+        verdict = "DRIFT: the committed table no longer regenerates" if older else "every committed row regenerates"
+        lines += [f"## Older releases in book/data/compat.json: {verdict}", ""]
+        for change in older[:MAX_LISTED]:
+            lines.append(
+                f"- {change['transformers']} {change['row']}: committed {change['committed']} -> now {change['now']}"
+            )
+        lines.append("")
     for r in results:
         verdict = "DRIFT: something the book says changed" if r["drift"] else "no drift: every check matches the pin"
         lines += [f"## transformers {r['transformers']} (torch {r['torch']}): {verdict}", ""]
@@ -312,7 +359,8 @@ def render(results: list[dict], pin: str, why: str) -> str:
         )
         for change in r["compat"]:
             lines.append(
-                f"  - {change['patch']} / {change['backend']}: {pin} {change['pinned']} -> "
+                f"  - {change['patch']} / {change['backend']} / use_cache={change['use_cache']}: "
+                f"{pin} {change['pinned']} -> "
                 f"{r['transformers']} {change['new']}" + (f" ({change['error'][:160]})" if change.get("error") else "")
             )
         recipes = r.get("recipes", [])
@@ -332,6 +380,9 @@ def main() -> int:
     parser.add_argument("--versions", nargs="+", help="releases to check (default: every one newer than the pin)")
     parser.add_argument("--keep-envs", type=Path, help="reuse environments in this folder instead of a temporary one")
     parser.add_argument("--skip-chapters", action="store_true", help="leave out the chapters (quicker)")
+    parser.add_argument(
+        "--skip-older", action="store_true", help="do not re-measure the older releases in book/data/compat.json"
+    )
     parser.add_argument("--report-dir", type=Path, default=REPORT_DIR)
     parser.add_argument("--child-chapters", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -352,18 +403,20 @@ def main() -> int:
         base.mkdir(parents=True, exist_ok=True)
         for version in versions:
             results.append(check_version(version, base, args.skip_chapters))
+        committed = json.loads(COMPAT.read_text(encoding="utf-8"))
+        older = None if args.skip_older else older_rows_changes(committed, pin, base)
     if _venv_fingerprint() != before:
         raise SystemExit("the drift check changed .venv's packages; it must never do that (a bug in scripts/drift.py)")
 
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    report = render(results, pin, why)
+    report = render(results, pin, why, older)
     (args.report_dir / "report.md").write_text(report, encoding="utf-8")
     (args.report_dir / "report.json").write_text(
-        json.dumps({"pinned": pin, "results": results}, indent=1), encoding="utf-8"
+        json.dumps({"pinned": pin, "results": results, "older": older}, indent=1), encoding="utf-8"
     )
     print(report)
     print(f"wrote {args.report_dir / 'report.md'}")
-    return 1 if any(r["drift"] for r in results) else 0
+    return 1 if any(r["drift"] for r in results) or older else 0
 
 
 if __name__ == "__main__":

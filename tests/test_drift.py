@@ -57,14 +57,50 @@ def test_compat_changes_name_the_verdicts_that_moved():
     rows = [dict(r) for r in pinned if r["transformers"] == drift.pinned_transformers()]
     assert rows and drift.compat_changes(rows, rows) == []
     moved = [dict(r) for r in rows]
-    target = next(r for r in moved if r["patch"] == "seed" and r["backend"] == "eager")
+    target = next(r for r in moved if (r["patch"], r["backend"], r["use_cache"]) == ("seed", "eager", True))
     target["attends_to_future"] = not target["attends_to_future"]
     target["transformers"] = "9.9.9"
     changes = drift.compat_changes(rows, moved)
-    assert [(c["patch"], c["backend"]) for c in changes] == [("seed", "eager")]
+    assert [(c["patch"], c["backend"], c["use_cache"]) for c in changes] == [("seed", "eager", True)]
     assert changes[0]["pinned"]["attends_to_future"] != changes[0]["new"]["attends_to_future"]
+    # the mask layer 0 receives is evidence the book quotes: a change in it is drift too
+    masked = [dict(r) for r in rows]
+    next(r for r in masked if r["patch"] == "seed" and r["backend"] == "sdpa")["layer0_mask"] = "bool (1, 1, 8, 8)"
+    assert [(c["patch"], c["backend"]) for c in drift.compat_changes(rows, masked)] == [("seed", "sdpa")]
     # a row that disappears is a change too
-    assert [(c["patch"], c["new"]) for c in drift.compat_changes(rows, moved[1:])][-1] == (moved[0]["patch"], None)
+    gone = drift.compat_changes(rows, moved[1:])[-1]
+    assert (gone["patch"], gone["backend"], gone["use_cache"], gone["new"]) == (
+        moved[0]["patch"],
+        moved[0]["backend"],
+        moved[0]["use_cache"],
+        None,
+    )
+
+
+def test_older_releases_are_re_measured_and_compared_whole(monkeypatch, tmp_path):
+    committed = json.loads((ROOT / "book" / "data" / "compat.json").read_text())
+    pin = drift.pinned_transformers()
+    older = sorted({r["transformers"] for r in committed} - {pin})
+    measured = []
+
+    def measure(version, base):
+        measured.append(version)
+        rows = [dict(r) for r in committed if r["transformers"] == version]
+        if version == older[0]:
+            rows[0]["error"] = "TypeError: the child no longer imports"
+        if version == older[1]:
+            raise SystemExit(f"transformers {version}: the measurement failed")
+        return rows
+
+    monkeypatch.setattr(drift, "measure", measure)
+    changes = drift.older_rows_changes(committed, pin, tmp_path)
+    assert sorted(measured) == older  # every older release, never the pin
+    assert [(c["transformers"], c["row"]) for c in changes] == [
+        (older[0], " / ".join(str(committed_row[k]) for k in drift.ROW_KEY))
+        for committed_row in [next(r for r in committed if r["transformers"] == older[0])]
+    ] + [(older[1], "(all)")]
+    report = drift.render([], pin, "checking nothing", changes)
+    assert "the committed table no longer regenerates" in report and "the child no longer imports" in report
 
 
 def test_a_chapter_whose_claim_fails_is_reported_with_the_claim(tmp_path):
@@ -95,7 +131,13 @@ def test_report_says_what_changed():
                 {"chapter": "06_bidirectional_patch.ipynb", "ok": False, "cell": 7, "claim": "assert a", "error": "E"}
             ],
             "compat": [
-                {"patch": "attnviz", "backend": "eager", "pinned": {"refused": False}, "new": {"refused": True}}
+                {
+                    "patch": "attnviz",
+                    "backend": "eager",
+                    "use_cache": False,
+                    "pinned": {"refused": False},
+                    "new": {"refused": True},
+                }
             ],
             "drift": True,
         }
@@ -104,7 +146,8 @@ def test_report_says_what_changed():
     assert "## transformers 9.9.9 (torch 2.13.0+cpu): DRIFT" in report
     assert "`tests/test_patch.py::test_x`" in report
     assert "06_bidirectional_patch.ipynb, cell 7: `assert a`" in report
-    assert "attnviz / eager: 5.24.0 {'refused': False} -> 9.9.9 {'refused': True}" in report
+    assert "attnviz / eager / use_cache=False: 5.24.0 {'refused': False} -> 9.9.9 {'refused': True}" in report
+    assert "Older releases in book/data/compat.json: not re-measured" in report
 
 
 def test_make_drift_runs_the_script_and_installs_nothing_itself():

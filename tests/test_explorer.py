@@ -65,6 +65,20 @@ def test_each_variant_draws_its_weights_and_reports_how_far_they_moved(demo, lay
             assert moved > 0.05, f"{name} should move layer {layer}'s weights"
 
 
+def test_masked_cells_come_from_the_variant_never_from_zero_weights(explorer):
+    import numpy as np
+
+    def grey():
+        return np.ma.getmaskarray(explorer._images[0].get_array())
+
+    upper = np.triu(np.ones((32, 32), dtype=bool), k=1)
+    assert np.array_equal(grey(), upper)  # causal: the upper triangle, as the mask says
+    explorer.causal.value = "bidirectional"
+    assert not grey().any()  # bidirectional: nothing is masked, whatever the weights
+    explorer.causal.value = "causal"
+    assert np.array_equal(grey(), upper)
+
+
 def test_layers_heads_backends_and_own_tokens(explorer):
     explorer.head.value = "all"
     explorer.layer.value = 1

@@ -33,26 +33,28 @@ def test_heatmap_returns_a_figure_with_labels_on_both_axes(attentions):
     assert "key" in ax.get_xlabel() and "query" in ax.get_ylabel()
 
 
-def test_masked_cells_are_not_drawn_as_small_weights(attentions):
+def test_masked_cells_are_the_ones_the_mask_forbids(attentions):
     weights = attentions[0][0, 0].clone()
     weights[5, 0] = 1e-12  # tiny but allowed: must stay on the colour scale
-    fig = heatmap(weights)
+    allowed = torch.tril(torch.ones(6, 6, dtype=torch.bool))
+    fig = heatmap(weights, mask=allowed)
     ax, image = _image(fig)
     data = image.get_array()
-    causal_masked = np.triu(np.ones((6, 6), dtype=bool), k=1)
-    assert np.array_equal(np.ma.getmaskarray(data), causal_masked)
+    assert np.array_equal(np.ma.getmaskarray(data), ~allowed.numpy())
     assert not np.ma.getmaskarray(data)[5, 0]
     assert matplotlib.colors.to_hex(image.get_cmap().get_bad()) == MASKED_COLOR
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["masked"]
     fig.canvas.draw()  # renders without error
 
 
-def test_explicit_mask_wins_over_zero_detection():
-    weights = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
-    fig = heatmap(weights, mask=torch.ones(2, 2, dtype=torch.bool))
-    _, image = _image(fig)
-    assert not np.ma.getmaskarray(image.get_array()).any()
-    assert fig.axes[0].get_legend() is None
+def test_a_weight_of_exactly_zero_is_never_taken_for_a_masked_cell():
+    # exp(-104) underflows to 0.0 in float32: an allowed cell whose weight is exactly 0
+    weights = torch.softmax(torch.tensor([[0.0, -104.0], [0.0, 0.0]]), -1)
+    assert weights[0, 1] == 0.0
+    for fig in (heatmap(weights), heatmap(weights, mask=torch.ones(2, 2, dtype=torch.bool))):
+        _, image = _image(fig)
+        assert not np.ma.getmaskarray(image.get_array()).any()
+        assert fig.axes[0].get_legend() is None
 
 
 def test_draws_into_a_given_axes():
@@ -103,6 +105,10 @@ def test_head_grid_draws_every_head_on_one_scale(attentions):
     for h, ax in enumerate(panels):
         data = ax.get_images()[0].get_array()
         assert np.allclose(data.filled(0), attentions[1][0, h].numpy())
+    causal = torch.tril(torch.ones(6, 6, dtype=torch.bool))
+    masked = head_grid(attentions, layer=1, mask=causal)
+    for ax in (a for a in masked.axes if a.get_images()):
+        assert np.array_equal(np.ma.getmaskarray(ax.get_images()[0].get_array()), ~causal.numpy())
 
 
 def test_head_grid_errors_say_what_to_do(attentions):
@@ -129,9 +135,29 @@ def test_compare_shares_a_scale_and_centres_the_difference(attentions):
     low, high = panels[2].get_images()[0].get_clim()
     assert high > 0 and low == -high
     delta = panels[2].get_images()[0].get_array()
-    assert np.allclose(delta.filled(0), (after - before).numpy() * ~np.triu(np.ones((6, 6), bool), 1))
+    assert np.allclose(delta.filled(0), (after - before).numpy())
+    assert not np.ma.getmaskarray(panels[0].get_images()[0].get_array()).any()  # no mask given: none drawn
     assert panels[2].get_images()[0].get_cmap().name.startswith("RdBu_r")
     assert len([ax for ax in compare(before, after, diff=False).axes if ax.get_images()]) == 2
+
+
+def test_compare_draws_the_masks_it_is_given(attentions):
+    from attnviz.plot import compare
+
+    causal = torch.tril(torch.ones(6, 6, dtype=torch.bool))
+    before, after = attentions[0][0, 0], torch.full((6, 6), 1 / 6)
+    fig = compare(before, after, masks=(causal, None))
+    grey = [np.ma.getmaskarray(ax.get_images()[0].get_array()) for ax in fig.axes if ax.get_images()]
+    assert np.array_equal(grey[0], ~causal.numpy()) and not grey[1].any()
+    assert not grey[2].any()  # the difference is masked only where both maps are
+    one_for_all = compare(before, before, masks=causal, diff=False)
+    assert all(
+        np.array_equal(np.ma.getmaskarray(ax.get_images()[0].get_array()), ~causal.numpy())
+        for ax in one_for_all.axes
+        if ax.get_images()
+    )
+    with pytest.raises(ValueError, match="masks must be"):
+        compare([before, before], [after, after], masks=[(causal, None)])
 
 
 def test_compare_refuses_mismatched_maps():
@@ -180,6 +206,9 @@ def test_curves_labels_and_lengths():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["up", "down"]
     with pytest.raises(ValueError, match="2 values for 3 x values"):
         curves([1, 2, 3], {"short": [1, 2]}, xlabel="x", ylabel="y")
+    banded = curves([1, 2, 3], {"up": [1, 2, 3]}, xlabel="x", ylabel="y", bands={"steep part": (1, 2)})
+    assert [t.get_text() for t in banded.axes[0].get_legend().get_texts()] == ["steep part", "up"]
+    assert len(banded.axes[0].patches) == 1
 
 
 @pytest.mark.parametrize("logx, logy", [(True, False), (False, True), (True, True), (False, False)])

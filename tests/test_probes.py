@@ -125,3 +125,19 @@ def test_probes_are_deterministic_and_pass_their_settings_on():
     for probe in (attnviz.attends_to_future, attnviz.uses_positions):
         with pytest.raises(ValueError, match="seq_len must be at least 3"):
             probe(model, seq_len=2)
+
+
+def test_use_cache_reaches_every_probe_call():
+    from attnviz.state import seed_backbone
+
+    seen = []
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["use_cache"]), with_kwargs=True)
+    attnviz.probe_report(model)
+    attnviz.probe_report(model, use_cache=True)
+    assert seen == [False] * 3 + [True] * 3
+    # a model patched by attnviz refuses a cache; the seed listing on 5.24 takes one and stays bidirectional
+    with attnviz.bidirectional(model), pytest.raises(ValueError, match="cannot serve a bidirectional model"):
+        attnviz.probe_report(model, use_cache=True)
+    seed = seed_backbone(attnviz.tiny_config(attn_implementation="sdpa")).eval()
+    assert attnviz.probe_report(seed, use_cache=True).attends_to_future

@@ -164,3 +164,18 @@ def test_tables_and_masks_are_made_on_the_device_asked_for():
     assert reference.causal_padding_mask(torch.ones(1, 4, dtype=torch.long, device=meta), 4).device == meta
     cos, sin = reference.rope_cos_sin(torch.arange(4, device=meta)[None], head_dim=32)
     assert cos.device == sin.device == meta
+
+
+def test_layer_mask_is_the_pattern_transformers_builds():
+    from transformers import masking_utils
+
+    from attnviz.reference import layer_mask
+
+    config = attnviz.tiny_config()
+    embeds = torch.zeros(1, 6, config.hidden_size)
+    causal = masking_utils.create_causal_mask(config, embeds, None, cache=None) == 0  # eager form
+    assert torch.equal(layer_mask(6, bidirectional=False), causal[0, 0])
+    assert layer_mask(6, bidirectional=True).all()
+    windowed = attnviz.tiny_config("mistral", sliding_window=3)
+    sliding = masking_utils.create_sliding_window_causal_mask(windowed, embeds, None, cache=None) == 0
+    assert torch.equal(layer_mask(6, bidirectional=False, window=3), sliding[0, 0])

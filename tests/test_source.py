@@ -31,3 +31,31 @@ def test_quote_lines_match_the_file():
 def test_missing_text_means_the_library_changed():
     with pytest.raises(ValueError, match="the library changed"):
         attnviz.quote(repeat_kv, start="this line is not there")
+
+
+def test_snapshots_of_older_releases_read_back_as_quotes():
+    from attnviz.source import Quote, snapshot
+
+    old = snapshot("4.57.6")
+    assert isinstance(old["LlamaAttention"], Quote) and old["LlamaAttention"].version == "4.57.6"
+    assert old["LlamaAttention"].path == "src/transformers/models/llama/modeling_llama.py"
+    assert "cache_position" in old["LlamaAttention"]
+    # an object a release does not have is None, not missing
+    assert snapshot("4.53.0")["find_packed_sequence_indices"] is None
+    with pytest.raises(FileNotFoundError, match="scripts/source_snapshot.py"):
+        snapshot("0.0.1")
+
+
+def test_diff_takes_a_stored_quote_and_between_keeps_line_numbers():
+    from attnviz.source import snapshot
+
+    old = snapshot("4.57.6")["LlamaAttention"]
+    moved = attnviz.diff(old, LlamaAttention)
+    assert moved.old is old and "4.57.6" in moved.text.splitlines()[0]
+    assert any("cache: Cache | None = None" in line for line in moved.added)
+    part = old.between("if past_key_values is not None:", "past_key_values.update(")
+    assert part.code.splitlines()[0] == "if past_key_values is not None:"
+    assert part.last_line - part.first_line == len(part.code.splitlines()) - 1
+    assert part.first_line > old.first_line
+    with pytest.raises(ValueError, match="the library changed"):
+        old.between("not in the quote")

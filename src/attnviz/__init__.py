@@ -60,10 +60,10 @@ _EXPORTS = {
     "assert_uses_positions": "testing",
 }
 # submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...)
-_SUBMODULES = ("diagrams", "families", "plot", "recipes", "reference", "state", "testing")
+_SUBMODULES = ("diagrams", "families", "plot", "recipes", "reference", "source", "state", "testing")
 
 if TYPE_CHECKING:
-    from attnviz import diagrams, families, plot, recipes, reference, state, testing
+    from attnviz import diagrams, families, plot, recipes, reference, source, state, testing
     from attnviz._paths import repo_file
     from attnviz._versions import PINNED_VERSIONS, versions
     from attnviz.capture import capture_attention

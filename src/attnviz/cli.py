@@ -131,8 +131,9 @@ def render(args) -> int:
 
     matplotlib.use("Agg")
     from attnviz.capture import capture_attention
-    from attnviz.families import find_backbone
+    from attnviz.families import find_backbone, sliding_windows
     from attnviz.plot import head_grid
+    from attnviz.reference import layer_mask
 
     if args.out.is_dir():
         raise UsageError(f"--out {args.out}: that is a folder; give a file name such as {args.out / 'fig.png'}")
@@ -146,7 +147,10 @@ def render(args) -> int:
         raise UsageError(f"--layer {args.layer}: the model has {layers} layers (0-{layers - 1})")
     with _patched(model, args):
         attentions = capture_attention(model, input_ids=input_ids)
-    fig = head_grid(attentions, args.layer, title=f"Layer {args.layer}, {_describe(args)}")
+    q_len = attentions[args.layer].shape[-2]
+    layer = range(layers)[args.layer]
+    allowed = layer_mask(q_len, bidirectional=args.bidirectional, window=sliding_windows(model).get(layer))
+    fig = head_grid(attentions, args.layer, mask=allowed, title=f"Layer {args.layer}, {_describe(args)}")
     try:
         fig.savefig(args.out, dpi=120)
     except OSError as error:

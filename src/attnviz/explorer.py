@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from attnviz.capture import capture_attention
-from attnviz.families import find_backbone
+from attnviz.families import find_backbone, sliding_windows
 from attnviz.patch import patched
 from attnviz.probes import probe_report
+from attnviz.reference import layer_mask
 from attnviz.view import token_labels
 
 
@@ -178,11 +179,18 @@ class AttentionExplorer:
         all_heads = self.head.value == "all"
         weights = attentions[layer][0] if all_heads else attentions[layer][0, self.head.value][None]
         layout = (all_heads, self.head.value, layer, tuple(tokens))
+        window = sliding_windows(self.model).get(layer)
+        # what the current variant lets each query see: the mask is known, never read off the weights
+        allowed = layer_mask(len(tokens), bidirectional=self.variant["bidirectional"], window=window)
         if self._layout != layout:
+            # laid out with the causal mask, so the "masked" legend exists for whichever variant comes
+            causal = layer_mask(len(tokens), bidirectional=False, window=window)
             if all_heads:
-                fig = head_grid(attentions, layer, tokens, title=f"Layer {layer}: all heads")
+                fig = head_grid(attentions, layer, tokens, mask=causal, title=f"Layer {layer}: all heads")
             else:
-                fig = heatmap(weights[0], tokens, title=f"Layer {layer}, head {self.head.value}", vmin=0.0, vmax=1.0)
+                fig = heatmap(
+                    weights[0], tokens, mask=causal, title=f"Layer {layer}, head {self.head.value}", vmin=0.0, vmax=1.0
+                )
             from matplotlib.backends.backend_agg import FigureCanvasAgg
 
             FigureCanvasAgg(fig)  # draw with Agg whatever the session's backend is
@@ -204,7 +212,7 @@ class AttentionExplorer:
         canvas = self._fig.canvas
         canvas.restore_region(self._background)
         arrays = weights.float().numpy()
-        masked = arrays == 0.0
+        masked = np.broadcast_to(~allowed.numpy(), arrays.shape)
         for image, array, mask in zip(self._images, arrays, masked, strict=True):
             image.set_data(np.ma.masked_array(array, mask=mask))
             image.axes.draw_artist(image)

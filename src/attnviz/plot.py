@@ -6,6 +6,10 @@ Figures are sized for the book's text column, about 690 px at 100 dpi: at most `
 wide, at most two panels in a row (more wrap to new rows), one colour bar per colour scale, and
 text of at least 9 points, so that nothing is shrunk on the page until it cannot be read. Token
 labels thin out (every second or third token) when a panel is too narrow to print them all.
+
+Which cells are masked is never guessed from the weights: a weight that underflowed to exactly 0
+in float32 (``exp(-104)`` is 0.0) is still a weight. Pass the mask (True = may attend) and the
+cells it forbids are drawn grey, outside the colour scale; without one, every cell is a weight.
 """
 
 import functools
@@ -107,7 +111,7 @@ def _prepare(weights, tokens, mask, max_tokens, name="weights"):
         )
     q_labels, k_labels = _check_tokens(tokens, q_len, k_len)
     if mask is None:
-        masked = array == 0.0
+        masked = np.zeros(array.shape, dtype=bool)  # nothing is known to be masked: draw every value
     else:
         masked = ~_as_2d_array(mask, "mask").astype(bool)
         if masked.shape != array.shape:
@@ -174,9 +178,9 @@ def heatmap(
         weights: a ``(q_len, k_len)`` tensor or array, e.g. ``outputs.attentions[0][0, head]``.
         tokens: one label per key position, drawn on both axes; ``None`` draws position indices.
         ax: a matplotlib Axes to draw into; by default a new Figure is made.
-        mask: optional boolean ``(q_len, k_len)``, True where the query may attend. Without it,
-            a cell whose weight is exactly 0 counts as masked: that is what a masked score becomes
-            after softmax, while an unmasked one stays positive however small.
+        mask: optional boolean ``(q_len, k_len)``, True where the query may attend; the cells it
+            forbids are drawn grey. Without it every cell is drawn as a weight, zeros included:
+            a weight can underflow to exactly 0 without being masked, so zeros prove nothing.
         title, colorbar_label, vmin, vmax: labelling and colour range.
         max_tokens: refuse sequences longer than this (labels stop being readable); ``None`` lifts it.
 
@@ -234,6 +238,7 @@ def head_grid(
     tokens: Sequence[str] | None = None,
     *,
     batch: int = 0,
+    mask=None,
     ncols: int = 2,
     title: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
@@ -246,11 +251,19 @@ def head_grid(
         layer: which layer to draw.
         tokens: one label per key position, or ``None`` for indices.
         batch: which sequence of the batch.
+        mask: optional boolean ``(q_len, k_len)`` for every head (True = may attend), or one per
+            head, ``(heads, q_len, k_len)``; forbidden cells are drawn grey. Without it nothing is.
         ncols: heads per row (at most 2 fit the book's column with readable labels).
     """
     per_head = _check_attentions(attentions, layer, batch)  # (heads, q_len, k_len)
     heads = per_head.shape[0]
-    prepared = [_prepare(per_head[h], tokens, None, max_tokens, f"head {h}") for h in range(heads)]
+    head_masks = [None] * heads
+    if mask is not None:
+        mask = torch.as_tensor(mask)
+        head_masks = list(mask) if mask.dim() == 3 else [mask] * heads
+        if len(head_masks) != heads:
+            raise ValueError(f"got {len(head_masks)} masks for {heads} heads; give one mask, or one per head.")
+    prepared = [_prepare(per_head[h], tokens, head_masks[h], max_tokens, f"head {h}") for h in range(heads)]
     q_len, k_len = prepared[0][0].shape
     ncols = max(1, min(ncols, heads))
     nrows = -(-heads // ncols)
@@ -286,6 +299,7 @@ def compare(
     titles: Sequence[str] = ("before", "after"),
     diff: bool = True,
     row_titles: Sequence[str] | None = None,
+    masks=None,
     suptitle: str | None = None,
     max_tokens: int | None = MAX_TOKENS,
 ):
@@ -301,6 +315,10 @@ def compare(
         tokens: one label per key position, or ``None`` for indices.
         titles: the two column titles.
         row_titles: one label per row, when lists are given.
+        masks: what may attend (True) in each map, drawn grey where False: one boolean
+            ``(q_len, k_len)`` mask for every map, a pair ``(before_mask, after_mask)`` (``None``
+            for a map with nothing masked), or one such pair per row when lists are given.
+            Without it nothing is drawn as masked.
     """
     if len(titles) != 2:
         raise ValueError(f"titles needs two entries, for before and after; got {len(titles)}.")
@@ -311,10 +329,21 @@ def compare(
         raise ValueError(f"got {len(befores)} 'before' maps and {len(afters)} 'after' maps; pair them one to one.")
     if row_titles is not None and len(row_titles) != len(befores):
         raise ValueError(f"got {len(row_titles)} row titles for {len(befores)} rows.")
+    if masks is None or (isinstance(masks, (torch.Tensor, np.ndarray)) and np.ndim(masks) == 2):
+        row_masks = [(masks, masks)] * len(befores)
+    elif rows_given:
+        row_masks = [tuple(pair) for pair in masks]
+    else:
+        row_masks = [tuple(masks)]
+    if len(row_masks) != len(befores) or any(len(pair) != 2 for pair in row_masks):
+        raise ValueError(
+            "masks must be one (q_len, k_len) mask, a (before, after) pair, or one such pair per row; "
+            f"got {len(row_masks)} entries for {len(befores)} rows."
+        )
     pairs = []
-    for a_map, b_map in zip(befores, afters, strict=True):
-        a, masked_a, q_labels, k_labels = _prepare(a_map, tokens, None, max_tokens, "before")
-        b, masked_b, _, _ = _prepare(b_map, tokens, None, max_tokens, "after")
+    for a_map, b_map, (mask_a, mask_b) in zip(befores, afters, row_masks, strict=True):
+        a, masked_a, q_labels, k_labels = _prepare(a_map, tokens, mask_a, max_tokens, "before")
+        b, masked_b, _, _ = _prepare(b_map, tokens, mask_b, max_tokens, "after")
         if a.shape != b.shape:
             raise ValueError(f"before has shape {a.shape} and after {b.shape}: compare needs maps of the same shape.")
         pairs.append((a, masked_a, b, masked_b))
@@ -381,8 +410,8 @@ def panels(
         titles: one title per map.
         tokens: labels for every map (a list of strings), one list per map (a list of lists),
             or ``None`` for indices.
-        masks: one boolean mask per map (True = may attend) or ``None`` entries. Pass them for
-            score maps: only probabilities have "exactly 0 means masked".
+        masks: one boolean mask per map (True = may attend) or ``None`` entries; forbidden cells
+            are drawn grey. Without a mask every cell of that map is drawn as a value.
         share_scale: one colour range for all maps (compare values) or one each (compare patterns).
             A map whose every cell has the same value gets no colour bar (it would suggest a
             variation that is not there); its title gives the value instead.
@@ -444,16 +473,24 @@ def curves(
     logx: bool = False,
     logy: bool = False,
     marker: str | None = None,
+    bands: dict | None = None,
+    legend_below: bool = False,
 ):
     """Plot one or more curves over the same ``x`` with labelled axes and a legend; return the Figure.
 
     A logarithmic x axis is in powers of two (token counts), with no labels on its minor ticks.
+
+    ``bands`` maps a label to an ``(x_from, x_to)`` range shaded behind the curves (chapter 4 marks
+    where the RoPE bound drops steeply). ``legend_below`` puts the legend under the axes, in two
+    columns, where it cannot hide a curve.
     """
     if not series:
         raise ValueError("curves needs at least one series, e.g. {'label': values}.")
     x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     fig = _new_figure(figsize=(COLUMN, 3.6))
     ax = fig.add_subplot()
+    for label, (start, stop) in (bands or {}).items():
+        ax.axvspan(start, stop, color="#fdb863", alpha=0.35, label=label, linewidth=0)
     for label, values in series.items():
         y = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
         if y.shape != x.shape:
@@ -472,7 +509,9 @@ def curves(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    if len(series) > 1 or next(iter(series)):
+    if legend_below:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small", frameon=False)
+    elif len(series) > 1 or next(iter(series)) or bands:
         ax.legend()
     return fig
 
@@ -516,4 +555,64 @@ def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | 
         or f"{kind} attention: {num_attention_heads} query heads, {num_key_value_heads} key/value heads "
         f"({groups} per group)"
     )
+    return fig
+
+
+COMPAT_COLORS = {"both ways": "#1b9e77", "causal": "#d95f02", "refused": "#bdbdbd", "error": "#252525"}
+
+
+def compat_matrix(rows: Sequence[dict], title: str | None = None):
+    """Draw chapter 6's compatibility table (``book/data/compat.json``) as a grid; return the Figure.
+
+    One row per transformers release, one column per patch x backend x ``use_cache``; each cell
+    says what the probes found: "both ways" (bidirectional), "causal", "refused" (the patch
+    declined with an error of its own) or "error" (it crashed).
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    from packaging.version import Version
+
+    if not rows:
+        raise ValueError("compat_matrix needs rows, as in book/data/compat.json.")
+    releases = sorted({r["transformers"] for r in rows}, key=Version)
+    columns = list(dict.fromkeys((r["patch"], r["backend"], r["use_cache"]) for r in rows))
+    by = {(r["transformers"], r["patch"], r["backend"], r["use_cache"]): r for r in rows}
+    kinds = list(COMPAT_COLORS)
+
+    def kind(row) -> str:
+        if row["refused"]:
+            return "refused"
+        if row["error"]:
+            return "error"
+        return "both ways" if row["attends_to_future"] else "causal"
+
+    grid = np.array([[kinds.index(kind(by[(v, *c)])) for c in columns] for v in releases])
+    fig = _new_figure(figsize=(6.9, 0.42 * len(releases) + 1.9))
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap=ListedColormap(list(COMPAT_COLORS.values())), vmin=0, vmax=len(kinds) - 1, aspect="auto")
+    for y, x in np.ndindex(grid.shape):
+        label = {"both ways": "both", "causal": "causal", "refused": "—", "error": "error"}[kinds[grid[y, x]]]
+        color = "white" if kinds[grid[y, x]] in ("both ways", "causal", "error") else "black"
+        ax.text(x, y, label, ha="center", va="center", fontsize=8, color=color)
+    ax.set_yticks(range(len(releases)), releases)
+    ax.set_xticks(range(len(columns)), [f"{b}\n{'cache' if c else 'no cache'}" for _, b, c in columns], fontsize=8)
+    patches = list(dict.fromkeys(p for p, _, _ in columns))
+    for index, patch in enumerate(patches):
+        span = [i for i, (p, _, _) in enumerate(columns) if p == patch]
+        ax.text((span[0] + span[-1]) / 2, -0.75, patch, ha="center", va="bottom", fontsize=9, fontweight="bold")
+        if index:
+            ax.axvline(span[0] - 0.5, color="white", linewidth=3)
+    ax.set_ylabel("transformers")
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.legend(
+        handles=[Patch(facecolor=color, label=name) for name, color in COMPAT_COLORS.items()],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncol=len(COMPAT_COLORS),
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(title or "Does the patched model attend both ways? (the probes' verdict)", pad=22)
     return fig

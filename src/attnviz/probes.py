@@ -85,12 +85,19 @@ def _derangement(n: int, seed: int) -> torch.Tensor:
             return order
 
 
-def _run(backbone: nn.Module, embeds: torch.Tensor) -> torch.Tensor:
-    return backbone(inputs_embeds=embeds, use_cache=False).last_hidden_state.float()
+def _run(backbone: nn.Module, embeds: torch.Tensor, use_cache: bool) -> torch.Tensor:
+    return backbone(inputs_embeds=embeds, use_cache=use_cache).last_hidden_state.float()
 
 
-def probe_report(model: nn.Module, seq_len: int = DEFAULT_SEQ_LEN, seed: int = 0) -> ProbeReport:
+def probe_report(
+    model: nn.Module, seq_len: int = DEFAULT_SEQ_LEN, seed: int = 0, use_cache: bool = False
+) -> ProbeReport:
     """Run both probes on ``model`` (a Llama-family model or a wrapper of one) and report.
+
+    Every forward pass gets ``use_cache`` (default False, as a set encoder runs). With True, the
+    model builds a fresh KV cache on each pass, as a plain ``model(...)`` call does by default, and
+    on some transformers releases that changes the mask it builds (chapter 6). A model patched
+    with ``attnviz.bidirectional`` refuses ``use_cache=True`` with a ``ValueError``.
 
     The model is run in eval mode (dropout would make the comparison meaningless) and put back
     in its previous mode afterwards. An effect counts when it exceeds ``relative_tolerance`` of
@@ -106,14 +113,14 @@ def probe_report(model: nn.Module, seq_len: int = DEFAULT_SEQ_LEN, seed: int = 0
     try:
         with torch.no_grad():
             embeds = _probe_inputs(backbone, seq_len, seed)
-            base = _run(backbone, embeds)
+            base = _run(backbone, embeds, use_cache)
 
             changed = embeds.clone()
             changed[:, -1] = _probe_inputs(backbone, seq_len, seed + 1)[:, -1]
-            future_effect = (_run(backbone, changed)[:, :-1] - base[:, :-1]).abs().max().item()
+            future_effect = (_run(backbone, changed, use_cache)[:, :-1] - base[:, :-1]).abs().max().item()
 
             order = _derangement(seq_len, seed)
-            permuted = _run(backbone, embeds[:, order])
+            permuted = _run(backbone, embeds[:, order], use_cache)
             permutation_effect = (permuted - base[:, order]).abs().max().item()
     finally:
         backbone.train(was_training)

@@ -121,6 +121,20 @@ def sliding_window_mask(q_len: int, window: int, causal: bool = True) -> torch.T
     return offset.abs() <= window
 
 
+def layer_mask(q_len: int, *, bidirectional: bool, window: int | None = None) -> torch.Tensor:
+    """Boolean ``(q_len, q_len)``: what each query of one unpadded sequence may see in one layer.
+
+    Causal or bidirectional, within ``window`` tokens for a sliding-window layer (as
+    ``sliding_window_mask``). The explorer and the command line draw it with ``attnviz.plot``,
+    which never reads a mask off the weights.
+    """
+    if window is not None:
+        return sliding_window_mask(q_len, window, causal=not bidirectional)
+    if bidirectional:
+        return torch.ones(q_len, q_len, dtype=torch.bool)
+    return causal_mask(q_len)
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """RMSNorm over the last dimension: ``x / sqrt(mean(x**2) + eps) * weight``, computed in float32.
 

@@ -3,9 +3,16 @@
 A quote names the file, the line numbers and the library version it was read from, so the
 book can never show code that differs from what it executes. Chapter 1 introduces ``quote``;
 chapter 9 uses ``diff`` to show what Qwen3 and Mistral change in Llama's attention.
+
+An older release's source cannot be imported next to the pinned one. ``scripts/source_snapshot.py``
+quotes it with this same ``quote``, inside a throw-away environment holding that release, and
+commits the quotes to ``book/data/source_<version>.json``; ``snapshot(version)`` reads them back.
+Chapter 1 diffs the 4.57.6 ``LlamaAttention`` (the code the blog post this book grew from
+quotes) against the installed one; chapter 6 quotes 4.57.6's mask code.
 """
 
 import inspect
+import json
 import sys
 import textwrap
 from importlib import metadata
@@ -38,6 +45,42 @@ class Quote:
     def _repr_markdown_(self) -> str:
         return f"`{self.header}`\n\n```python\n{self.code}\n```\n"
 
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "path": self.path,
+            "first_line": self.first_line,
+            "last_line": self.last_line,
+            "package": self.package,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Quote":
+        return cls(**fields)
+
+    def between(self, start: str | None = None, stop: str | None = None) -> "Quote":
+        """The part of this quote from the first line containing ``start`` to the first line at or
+        after it containing ``stop`` (both included), with its own line numbers."""
+        lines = self.code.splitlines()
+        lo, hi = _span(lines, start, stop, f"the quote of {self.header}")
+        code = textwrap.dedent("\n".join(lines[lo : hi + 1]))
+        return Quote(code, self.path, self.first_line + lo, self.first_line + hi, self.package, self.version)
+
+
+def _span(lines: list[str], start: str | None, stop: str | None, what: str) -> tuple[int, int]:
+    """Indices of the first line containing ``start`` and of the first at or after it containing ``stop``."""
+
+    def find(text: str, begin: int) -> int:
+        for index in range(begin, len(lines)):
+            if text in lines[index]:
+                return index
+        raise ValueError(f"{text!r} is not in {what}: the library changed. Update the chapter that quotes it.")
+
+    lo = find(start, 0) if start is not None else 0
+    hi = find(stop, lo) if stop is not None else len(lines) - 1
+    return lo, hi
+
 
 def _package_path(filename: str, top: str) -> str:
     """Return the path as it is in the package's repository, e.g. src/transformers/models/..."""
@@ -68,17 +111,7 @@ def quote(obj, start: str | None = None, stop: str | None = None) -> Quote:
     except metadata.PackageNotFoundError:
         version = "(unknown version)"
 
-    def find(text: str, begin: int) -> int:
-        for index in range(begin, len(lines)):
-            if text in lines[index]:
-                return index
-        raise ValueError(
-            f"{text!r} is not in the source of {name} in {top} {version}: the library changed. "
-            "Update the chapter that quotes it."
-        )
-
-    lo = find(start, 0) if start is not None else 0
-    hi = find(stop, lo) if stop is not None else len(lines) - 1
+    lo, hi = _span(lines, start, stop, f"the source of {name} in {top} {version}")
     code = textwrap.dedent("".join(lines[lo : hi + 1])).rstrip("\n")
     path = _package_path(inspect.getsourcefile(obj), top)
     return Quote(code, path, first + lo, first + hi, top, version)
@@ -119,15 +152,17 @@ def diff(old, new, context: int = 2) -> Diff:
     """Diff the installed source of two objects, e.g. ``LlamaAttention.forward`` and ``Qwen3Attention.forward``.
 
     Args:
-        old, new: functions, methods or classes, quoted whole as by ``quote``.
+        old, new: functions, methods or classes, quoted whole as by ``quote``; or ``Quote``
+            objects, e.g. an older release's from ``snapshot`` (chapter 1).
         context: unchanged lines shown around each change.
 
-    Both sides are the installed code, unedited: lines that differ only by the model's name
+    Both sides are the code as read, unedited: lines that differ only by the model's name
     (``Qwen3Config`` for ``LlamaConfig``) count as changes too.
     """
     import difflib
 
-    a, b = quote(old), quote(new)
+    a = old if isinstance(old, Quote) else quote(old)
+    b = new if isinstance(new, Quote) else quote(new)
     lines = difflib.unified_diff(
         a.code.splitlines(),
         b.code.splitlines(),
@@ -137,3 +172,25 @@ def diff(old, new, context: int = 2) -> Diff:
         lineterm="",
     )
     return Diff(a, b, list(lines))
+
+
+def snapshot(version: str) -> dict[str, Quote | None]:
+    """The quotes ``scripts/source_snapshot.py`` took from transformers ``version``, by name.
+
+    A name maps to None when that release has no such object (e.g. 4.53.0 has no
+    ``find_packed_sequence_indices``).
+
+    Raises:
+        FileNotFoundError: when no snapshot of that release is committed (or shipped).
+    """
+    from attnviz._paths import repo_file
+
+    relative = f"book/data/source_{version}.json"
+    path = repo_file(relative)
+    if path is None:
+        raise FileNotFoundError(
+            f"no snapshot of transformers {version} ({relative}); make one with "
+            f"`python scripts/source_snapshot.py --version {version}`."
+        )
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    return {name: None if fields is None else Quote.from_dict(fields) for name, fields in stored["quotes"].items()}

@@ -15,6 +15,8 @@ not what attnviz recommends. Use ``attnviz.bidirectional`` / ``attnviz.no_rope``
 ``attnviz.LlamaBidirectionalModel`` instead.
 """
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import LlamaModel
@@ -123,56 +125,173 @@ def state_later_patch(model: LlamaModel) -> LlamaModel:
 
 COMPAT_PATCHES = ("seed", "state_later", "attnviz")
 COMPAT_BACKENDS = ("eager", "sdpa")
+# False: how the probes (and STATE, `use_cache: false`) run a set encoder. True: LlamaConfig's
+# default, what a plain model(...) call does; it changes the mask 4.57 builds (chapter 6).
+COMPAT_USE_CACHE = (False, True)
 
 
-def compat_rows() -> list[dict]:
-    """Probe the three patches under eager and sdpa on the transformers installed here.
+class HarnessError(RuntimeError):
+    """The measuring code itself failed: nothing about the patch under test can be concluded."""
 
-    One row per (patch, backend): the keys transformers, patch, backend, attends_to_future,
-    uses_positions, refused and error. scripts/compat_matrix.py runs this in one environment per
-    transformers version; chapter 6 runs it live and compares with the committed table.
-    """
-    import warnings
+
+def _mask_form(mask) -> str:
+    """How a mask reached an attention layer: ``"None"``, ``"bool (1, 1, 8, 8)"``, ``"BlockMask"``."""
+    if mask is None:
+        return "None"
+    if isinstance(mask, torch.Tensor):
+        return f"{str(mask.dtype).removeprefix('torch.')} {tuple(mask.shape)}"
+    return type(mask).__name__
+
+
+def _raised_in(error: BaseException, module) -> bool:
+    """Whether the innermost Python frame of ``error``'s traceback is in ``module``'s file."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename == module.__file__
+
+
+# attnviz's measuring code, beside the harness functions of this module
+_HARNESS_FILES = {
+    str(Path(__file__).with_name(name)) for name in ("_versions.py", "families.py", "models.py", "probes.py")
+}
+
+
+def _raised_by_harness(error: BaseException) -> bool:
+    """An exception whose innermost frame is attnviz's measuring code (not a patch, not transformers)."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return True
+    innermost = frames[-1]
+    if str(Path(innermost.filename)) in _HARNESS_FILES:
+        return True
+    # this module's harness functions (not the patches it reproduces)
+    return innermost.filename == __file__ and innermost.name in _HARNESS_FUNCTIONS
+
+
+def _build(patch: str, backend: str, stack):
+    """One patch on a fresh tiny Llama. The patch is applied here, so what it raises propagates;
+    attnviz's patch is undone when ``stack`` closes (the others patch for good)."""
+    from attnviz.models import tiny_config, tiny_model
+    from attnviz.patch import patched
+
+    config = tiny_config(attn_implementation=backend)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if patch == "seed":
+            return seed_backbone(config).eval()
+        if patch == "state_later":
+            return state_later_patch(LlamaModel(config).eval())
+    model = tiny_model("llama", config)
+    stack.enter_context(patched(model, bidirectional=True, no_rope=True))
+    return model
+
+
+def _layer0_inputs(model, use_cache: bool) -> tuple[str, bool | None]:
+    """The mask form and the ``is_causal`` keyword (None when absent) layer 0's attention receives."""
+    received = []
+    attention = model.layers[0].self_attn
+    handle = attention.register_forward_pre_hook(
+        lambda module, args, kwargs: received.append((kwargs.get("attention_mask"), kwargs.get("is_causal"))),
+        with_kwargs=True,
+    )
+    try:
+        with torch.no_grad():
+            embeds = torch.randn(1, 8, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+            model(inputs_embeds=embeds, use_cache=use_cache)
+    finally:
+        handle.remove()
+    if len(received) != 1:
+        raise HarnessError(f"layer 0's attention was called {len(received)} times in one forward pass")
+    mask, is_causal = received[0]
+    return _mask_form(mask), is_causal
+
+
+def _control(backend: str, use_cache: bool) -> None:
+    """The harness works on this release: an unpatched tiny LlamaModel runs and probes as causal."""
+    from attnviz.models import tiny_model
+    from attnviz.probes import probe_report
+
+    model = tiny_model("llama", attn_implementation=backend)
+    if model.config._attn_implementation != backend:
+        raise HarnessError(f"asked for {backend} attention, got {model.config._attn_implementation}")
+    report = probe_report(model, use_cache=use_cache)
+    if report.attends_to_future or not report.uses_positions:
+        raise HarnessError(f"an unpatched LlamaModel ({backend}, use_cache={use_cache}) probed as {report}")
+
+
+def _compat_row(patch: str, backend: str, use_cache: bool) -> dict:
     from contextlib import ExitStack
 
     import transformers
 
-    from attnviz.models import tiny_config, tiny_model
-    from attnviz.patch import patched
+    from attnviz import patch as attnviz_patch
     from attnviz.probes import probe_report
 
+    row = {
+        "transformers": transformers.__version__,
+        "patch": patch,
+        "backend": backend,
+        "use_cache": use_cache,
+        "attends_to_future": None,
+        "uses_positions": None,
+        "refused": False,
+        "error": None,
+        "layer0_mask": None,
+        "layer0_is_causal": None,
+    }
+    try:
+        with ExitStack() as stack:
+            model = _build(patch, backend, stack)
+            row["layer0_mask"], row["layer0_is_causal"] = _layer0_inputs(model, use_cache)
+            report = probe_report(model, use_cache=use_cache)
+    except Exception as error:
+        if _raised_by_harness(error):
+            raise
+        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if patch == "attnviz":
+            # attnviz's own code: only its deliberate refusals are results (too old a transformers,
+            # or a KV cache); anything else is a bug in attnviz and fails the measurement
+            if not (isinstance(error, (RuntimeError, ValueError)) and _raised_in(error, attnviz_patch)):
+                raise
+            row["refused"] = True
+            row["error"] = str(error)
+            return row
+        row["error"] = message  # a patch reproduced from STATE crashed on this release: a result too
+        return row
+    row["attends_to_future"] = report.attends_to_future
+    row["uses_positions"] = report.uses_positions
+    return row
+
+
+_HARNESS_FUNCTIONS = {"compat_rows", "_compat_row", "_build", "_layer0_inputs", "_control", "_mask_form", "<lambda>"}
+
+
+def compat_rows() -> list[dict]:
+    """Probe the three patches under eager and sdpa, without and with a KV cache, on the transformers installed here.
+
+    One row per (patch, backend, use_cache), with the keys transformers, patch, backend, use_cache,
+    attends_to_future, uses_positions, refused, error, and the evidence layer0_mask (the form of the
+    mask layer 0's attention receives) and layer0_is_causal (the ``is_causal`` keyword it receives,
+    None when absent). scripts/compat_matrix.py runs this in one environment per transformers
+    version; chapter 6 runs it live and compares with the committed table.
+
+    A row records an error only when the patch under test raised it (attnviz's patch: only its
+    refusals). When the measuring code fails, or an unpatched model does not probe as causal, this
+    raises instead: such a table would say nothing about the patches.
+    """
+    import warnings
+
     rows = []
-    for patch in COMPAT_PATCHES:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation chatter differs by version
         for backend in COMPAT_BACKENDS:
-            row = {
-                "transformers": transformers.__version__,
-                "patch": patch,
-                "backend": backend,
-                "attends_to_future": None,
-                "uses_positions": None,
-                "refused": False,
-                "error": None,
-            }
-            try:
-                with warnings.catch_warnings(), ExitStack() as stack:
-                    warnings.simplefilter("ignore")  # deprecation chatter differs by version
-                    config = tiny_config(attn_implementation=backend)
-                    if patch == "seed":
-                        model = seed_backbone(config).eval()
-                    elif patch == "state_later":
-                        model = state_later_patch(LlamaModel(config).eval())
-                    else:
-                        model = tiny_model("llama", config)
-                        try:
-                            stack.enter_context(patched(model, bidirectional=True, no_rope=True))
-                        except RuntimeError as refusal:
-                            row["refused"], row["error"] = True, str(refusal)
-                            rows.append(row)
-                            continue
-                    report = probe_report(model)
-                row["attends_to_future"] = report.attends_to_future
-                row["uses_positions"] = report.uses_positions
-            except Exception as error:  # a patch that crashes on a version is a result too
-                row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            rows.append(row)
+            for use_cache in COMPAT_USE_CACHE:
+                _control(backend, use_cache)
+        for patch in COMPAT_PATCHES:
+            for backend in COMPAT_BACKENDS:
+                for use_cache in COMPAT_USE_CACHE:
+                    rows.append(_compat_row(patch, backend, use_cache))
     return rows
