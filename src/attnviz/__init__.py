@@ -46,6 +46,7 @@ _EXPORTS = {
     "capture_attention": "capture",
     "AttentionExplorer": "explorer",
     "static_view": "view",
+    "live_view": "view",
     "static_data": "view",
     "write_live_model": "weblive",
     "DEMO_DIR": "demo",
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
     )
     from attnviz.probes import ProbeReport, attends_to_future, offset_score, probe_report, uses_positions
     from attnviz.source import diff, quote
-    from attnviz.view import static_data, static_view
+    from attnviz.view import live_view, static_data, static_view
     from attnviz.weblive import write_live_model
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
