@@ -11,6 +11,10 @@
   from a CDN for nothing.
 - Serves MathJax from the site itself (from the pinned `django-static-mathjax` wheel, MathJax's
   own distribution), so the maths render with no network.
+- Runs the demo model in the page: writes `attnviz.write_live_model`'s two scripts into `_static`
+  (converted from the package's checkpoint at each build, never committed) and adds them, as
+  `<script defer src>`, to the pages that show a live explorer (`attnviz.view.LIVE_MARKER`). Script
+  tags, not fetch: they load from the site's own origin and from a site opened from disk.
 """
 
 from pathlib import Path
@@ -84,6 +88,27 @@ def _drop_unused_widget_state(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+def _live_model_scripts(app, pagename, templatename, context, doctree):
+    from attnviz.view import LIVE_MARKER
+    from attnviz.weblive import ENGINE_NAME, WEIGHTS_NAME
+
+    if LIVE_MARKER in context.get("body", ""):
+        # in this order: the engine reads the weights when the page's view asks for them; defer
+        # lets the page show before the 1.5 MB of weights are parsed
+        for name in (WEIGHTS_NAME, ENGINE_NAME):
+            app.add_js_file(name, defer="defer")
+
+
+def _write_live_model(app):
+    # at the start, so that the pages written later find the files (Sphinx then adds a checksum
+    # to their URLs, the same in every build)
+    if app.builder.format != "html":
+        return
+    from attnviz.weblive import write_live_model
+
+    write_live_model(Path(app.outdir) / "_static")
+
+
 def _copy_mathjax(app, exception):
     if exception is not None or app.builder.format != "html":
         return
@@ -103,5 +128,8 @@ def setup(app):
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("html-page-context", _launch_buttons_only_for_notebooks, priority=900)
     app.connect("html-page-context", _drop_unused_widget_state, priority=900)
+    # before _drop_duplicate_scripts, which hands the page a new list of scripts
+    app.connect("html-page-context", _live_model_scripts, priority=500)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("builder-inited", _write_live_model)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
