@@ -22,6 +22,7 @@ import html
 import json
 import re
 from importlib import resources
+from pathlib import Path
 
 import torch
 
@@ -32,8 +33,9 @@ from attnviz.patch import VARIANTS, patched
 _STATIC = resources.files("attnviz") / "static"
 DEFAULT_HEAD = 3  # the demo model's previous-token head, the one chapter 8 talks about
 LIVE_TEXT = "".join(DEMO_TEXT.split()[1:])  # demo_example() as typed: its letters, without <bos>
-# The live view's mark in a page that must load the model's scripts (book/_ext adds them there).
+# The live view's mark in a page that must load the model's and the view's files (book/_ext adds them).
 LIVE_MARKER = 'data-attnviz-live="page"'
+EXPLORER_JS, EXPLORER_CSS = "attnviz-explorer.js", "attnviz-explorer.css"  # the view's files in a site
 
 
 def _asset(name: str) -> str:
@@ -66,13 +68,14 @@ def static_data(model, input_ids: torch.Tensor, tokens: list[str], decimals: int
     return data
 
 
-def _fragment(uid: str, **fields: str) -> str:
+def _fragment(uid: str, inline: bool = True, **fields: str) -> str:
     """``explorer.html`` with its placeholders filled, in one pass, so that nothing inserted (the
-    script, the data) is ever scanned for placeholders."""
+    script, the data) is ever scanned for placeholders. ``inline``: the view's CSS and JavaScript
+    go into the fragment; otherwise the page loads them (``write_site_assets``)."""
     fields = {
         "uid": uid,
-        "css": _asset("explorer.css"),
-        "js": _asset("explorer.js"),
+        "style": "<style>" + _asset("explorer.css") + "</style>" if inline else "",
+        "script": _script(_asset("explorer.js")) if inline else "",
         "marker": "",
         "text": "",
         "data": "",
@@ -87,6 +90,23 @@ def _fragment(uid: str, **fields: str) -> str:
 def _script(code: str) -> str:
     # inside <script>, "</script" would end the element early; "<\/" means the same in JavaScript
     return "<script>" + re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE) + "</script>"
+
+
+def write_site_assets(directory: str | Path) -> tuple[list[str], list[str]]:
+    """Write what a page with a live view loads into ``directory`` (a site's ``_static``).
+
+    The view's own script and style (``attnviz-explorer.js``, ``.css``) and the demo model's two
+    scripts (``attnviz.write_live_model``). Returns ``(scripts, stylesheets)``: file names, the
+    scripts in the order the page must load them. Book pages load these files rather than carry
+    them inline, so that a change to them reaches the site without running a chapter again.
+    """
+    from attnviz.weblive import write_live_model
+
+    directory = Path(directory)
+    scripts = [path.name for path in write_live_model(directory)]
+    for name, target in ((EXPLORER_JS, "explorer.js"), (EXPLORER_CSS, "explorer.css")):
+        (directory / name).write_text(_asset(target), encoding="utf-8")
+    return [*scripts, EXPLORER_JS], [EXPLORER_CSS]
 
 
 def render(data: dict, size: int = 460, layer: int = 0, head: int = DEFAULT_HEAD) -> str:
@@ -114,14 +134,16 @@ def render_live(
 
     Args:
         text: the letters in the box at first.
-        model: the two scripts of ``attnviz.weblive`` inlined (``<script>`` elements), or "" when
-            the page loads them itself: then the fragment carries ``LIVE_MARKER``, which tells the
+        model: the two scripts of ``attnviz.weblive`` inlined (``<script>`` elements): then the
+            view's own script and style are inlined too. Or "" when the page loads all of them
+            (``write_site_assets``): then the fragment carries ``LIVE_MARKER``, which tells the
             book's Sphinx extension to add them to the page.
     """
     fields = {"source": "live", "size": str(size), "layer": str(layer), "head": str(head), "text": html.escape(text)}
     uid = "attnviz-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode() + model.encode()).hexdigest()[:12]
     return _fragment(
         uid,
+        inline=bool(model),
         **fields,
         marker="" if model else " " + LIVE_MARKER,
         model=model,

@@ -325,8 +325,8 @@
     const readout = root.querySelector(".readout");
     const status = root.querySelector(".status");
     const dataScript = root.querySelector("script.attnviz-data");
-    let source = null, shown = null, highlight = null;
-    root.classList.add("attnviz-on"); // the controls show only where this script runs
+    let source = null, shown = null, highlight = null, plotWidth = 0;
+    root.querySelector(".attnviz-body").hidden = false; // hidden where no script runs
 
     function say(text, isError) {
       status.textContent = text;
@@ -355,12 +355,14 @@
         // after - before: a cell is grey only where both variants mask it
         mask: before ? (i) => result.mask[i] && before.mask[i] : (i) => result.mask[i],
       }));
+      const previous = shown;
       shown = { state, result, before, heads, grids };
       highlight = null;
       redraw();
-      legend(root, state.change);
+      // the parts a layer or head change leaves as they are are not rewritten
+      if (!previous || previous.state.change !== state.change) legend(root, state.change);
+      if (!previous || previous.result !== result) showPredictions(root, result);
       root.querySelector(".notice").textContent = NOTICE[state.variant] || "";
-      showPredictions(root, result);
       readout.textContent = "Point at a cell (or tap it) to read its weight.";
       Object.assign(root.dataset, {
         state: "ready", variant: state.variant, layer: state.layer, head: state.head,
@@ -371,13 +373,17 @@
 
     function redraw() {
       if (!shown) return;
-      const width = Math.min(root.querySelector(".plot").clientWidth || 320, +root.dataset.size || 520);
+      // the column's width, as last measured: reading clientWidth here would force a layout
+      if (!plotWidth) plotWidth = root.querySelector(".plot").clientWidth;
+      const width = Math.min(plotWidth || 320, +root.dataset.size || 520);
       const geometry = layout(width, shown.result.n, shown.heads);
       const ratio = global.devicePixelRatio || 1;
-      canvas.width = Math.round(geometry.width * ratio);
-      canvas.height = Math.round(geometry.height * ratio);
-      canvas.style.width = geometry.width + "px";
-      canvas.style.height = geometry.height + "px";
+      const pixels = [Math.round(geometry.width * ratio), Math.round(geometry.height * ratio)];
+      if (canvas.width !== pixels[0] || canvas.height !== pixels[1]) { // a resize clears the canvas' memory
+        [canvas.width, canvas.height] = pixels;
+        canvas.style.width = geometry.width + "px";
+        canvas.style.height = geometry.height + "px";
+      }
       const ctx = canvas.getContext("2d");
       ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
       paint(ctx, {
@@ -428,7 +434,12 @@
       canvas.addEventListener("pointerleave", (event) => {
         if (event.pointerType === "mouse") { highlight = null; redraw(); } // a tap's highlight stays
       });
-      if (global.ResizeObserver) new ResizeObserver(() => redraw()).observe(root.querySelector(".plot"));
+      if (global.ResizeObserver) {
+        new ResizeObserver((entries) => {
+          const width = entries[entries.length - 1].contentRect.width;
+          if (width && width !== plotWidth) { plotWidth = width; redraw(); }
+        }).observe(root.querySelector(".plot"));
+      }
       update();
     }
 
@@ -446,13 +457,10 @@
       start(embeddedSource(JSON.parse(dataScript.textContent)));
       return;
     }
-    // The live model's scripts may come after this one (deferred): wait for the document, then for the weights.
-    const whenParsed = document.readyState === "loading"
-      ? new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }))
-      : Promise.resolve();
+    // the page's scripts have run (the mount waits for the document): the model is there, or not
     root.dataset.state = "loading";
     say("Loading the demo model (1.5 MB, once)\u2026");
-    whenParsed
+    Promise.resolve()
       .then(() => {
         if (!global.attnvizDemo) throw new Error(root.querySelector(".missing").textContent);
         return global.attnvizDemo.ready;
