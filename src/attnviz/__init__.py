@@ -56,11 +56,12 @@ _EXPORTS = {
     "diff": "source",
     "repo_file": "_paths",
 }
-# submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...)
-_SUBMODULES = ("families", "plot", "reference", "state")
+# submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...),
+# attnviz.weblive.weights_script() (the demo model as the page loads it)
+_SUBMODULES = ("families", "plot", "reference", "state", "weblive")
 
 if TYPE_CHECKING:
-    from attnviz import families, plot, reference, state
+    from attnviz import families, plot, reference, state, weblive
     from attnviz._paths import repo_file
     from attnviz._versions import PINNED_VERSIONS, versions
     from attnviz.capture import capture_attention
