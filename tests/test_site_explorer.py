@@ -7,6 +7,8 @@ other form, ``attnviz.static_view`` (precomputed variants, for Jupyter), is driv
 its own, and so is ``attnviz.live_view(inline_model=True)``.
 """
 
+import re
+from importlib import resources
 from urllib.parse import urljoin
 
 import matplotlib
@@ -19,13 +21,14 @@ from test_live_model import max_errors, references
 
 import attnviz
 from attnviz import weblive
-from attnviz.view import LIVE_TEXT
+from attnviz.view import EXPLORER_CSS, EXPLORER_JS, LIVE_TEXT
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 browser = test_site.browser
 server = test_site.server
 CHAPTER = "notebooks/08_explorer"
+LIVE_PAGES = [CHAPTER, "book/playground"]  # the playground page holds the same live view alone
 VIEW = ".attnviz-static"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -44,8 +47,8 @@ def open_explorer(browser, url, viewport=DESKTOP, **options):
     return page, errors, requests
 
 
-def chapter(browser, server, viewport=DESKTOP, **options):
-    return open_explorer(browser, urljoin(server, f"{CHAPTER}.html"), viewport, **options)
+def chapter(browser, server, viewport=DESKTOP, page_name=CHAPTER, **options):
+    return open_explorer(browser, urljoin(server, f"{page_name}.html"), viewport, **options)
 
 
 def state(page) -> dict:
@@ -118,8 +121,9 @@ def torch_predictions(model, tokenizer, text, variant) -> list[str]:
     return tokenizer.convert_ids_to_tokens(predicted.tolist())
 
 
-def test_opens_on_the_previous_token_head_with_the_chapter_example(browser, server, demo):
-    page, errors, _ = chapter(browser, server)
+@pytest.mark.parametrize("page_name", LIVE_PAGES)
+def test_opens_on_the_previous_token_head_with_the_chapter_example(browser, server, demo, page_name):
+    page, errors, _ = chapter(browser, server, page_name=page_name)
     assert page.input_value(f"{VIEW} input.text") == LIVE_TEXT
     assert_state(page, variant="causal + RoPE", layer="0", head="3", mode="weights", tokens="32")
     assert page.input_value(f"{VIEW} select.head") == "3"
@@ -280,8 +284,9 @@ def test_after_minus_before_shows_the_change_on_a_diverging_scale(browser, serve
     assert "attention weight" in page.inner_text(f"{VIEW} .colourbar")
 
 
-def test_the_explorer_fits_a_phone(browser, server):
-    page, _, _ = chapter(browser, server, PHONE)
+@pytest.mark.parametrize("page_name", LIVE_PAGES)
+def test_the_explorer_fits_a_phone(browser, server, page_name):
+    page, _, _ = chapter(browser, server, PHONE, page_name)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     for part in ["", " canvas.heatmap", " input.text", " .predictions", " .colourbar"]:
         selector = VIEW + part
@@ -320,10 +325,11 @@ def test_run_equals_torch_on_the_chapter_page(browser, server, demo):
     assert not errors, errors
 
 
+@pytest.mark.parametrize("page_name", LIVE_PAGES)
 @pytest.mark.parametrize("how", ["http", "file"])
-def test_the_model_loads_from_the_site_itself(browser, server, how):
-    page_file = HTML / f"{CHAPTER}.html"
-    url = urljoin(server, f"{CHAPTER}.html") if how == "http" else page_file.as_uri()
+def test_the_model_loads_from_the_site_itself(browser, server, how, page_name):
+    page_file = HTML / f"{page_name}.html"
+    url = urljoin(server, f"{page_name}.html") if how == "http" else page_file.as_uri()
     origin = server if how == "http" else HTML.as_uri() + "/"
     page, errors, requests = open_explorer(browser, url)
     page.check(f"{VIEW} input[value='NoRoPE']")
@@ -334,20 +340,26 @@ def test_the_model_loads_from_the_site_itself(browser, server, how):
     assert not errors, errors
 
 
-def test_the_chapter_carries_the_model_not_precomputed_weights(build_log):
-    page = (HTML / f"{CHAPTER}.html").read_text(encoding="utf-8")
+@pytest.mark.parametrize("page_name", LIVE_PAGES)
+def test_the_page_carries_the_model_not_precomputed_weights(build_log, page_name):
+    page = (HTML / f"{page_name}.html").read_text(encoding="utf-8")
     assert 'class="attnviz-data"' not in page, "the live page needs no embedded variants"
     start = page.index('<div class="attnviz-static"')
-    fragment = page[start : page.index("</script>\n</div>", start)]
-    scripts = sum((HTML / "_static" / name).stat().st_size for name in (weblive.WEIGHTS_NAME, weblive.ENGINE_NAME))
-    assert scripts + len(fragment.encode()) <= 1.6e6
-    assert page.count(f"_static/{weblive.WEIGHTS_NAME}") == 1 and page.count(f"_static/{weblive.ENGINE_NAME}") == 1
+    fragment = page[start : page.index("\n</div>", page.index("attnvizExplorer.mount", start))]
+    files = set(re.findall(r'(?:src|href)="\.\./_static/(attnviz-(?:demo|explorer)[^"?]*)', page))
+    assert files == {weblive.WEIGHTS_NAME, weblive.ENGINE_NAME, EXPLORER_JS, EXPLORER_CSS}, files
+    added = len(fragment.encode()) + sum((HTML / "_static" / name).stat().st_size for name in files)
+    assert added <= 1.6e6, f"the live explorer adds {added:,} bytes"
+    # the files are the package's own, as this build wrote them
+    shipped = resources.files("attnviz") / "static" / "explorer.js"
+    assert (HTML / "_static" / EXPLORER_JS).read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
 
 
-def test_without_javascript_the_page_says_so(browser, server):
+@pytest.mark.parametrize("page_name", LIVE_PAGES)
+def test_without_javascript_the_page_says_so(browser, server, page_name):
     context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
     page = context.new_page()
-    page.goto(urljoin(server, f"{CHAPTER}.html"))
+    page.goto(urljoin(server, f"{page_name}.html"))
     assert "draws with JavaScript, which is off here" in page.inner_text(VIEW)
     assert not page.is_visible(f"{VIEW} form") and not page.is_visible(f"{VIEW} canvas")
     context.close()
@@ -383,10 +395,12 @@ def test_live_view_with_the_model_inlined_runs_from_one_file(browser, tmp_path):
 
 
 def test_live_view_without_the_model_says_how_to_get_it(browser, tmp_path):
+    """In Jupyter no site serves the model's and the view's files: the output says what to do."""
     html = attnviz.live_view().data
     (tmp_path / "bare.html").write_text(f'<!doctype html><meta charset="utf-8"><body>{html}</body>', encoding="utf-8")
     page = browser.new_page()
     page.goto((tmp_path / "bare.html").as_uri())
-    page.wait_for_selector(f"{VIEW}[data-state=error]")
-    assert "live_view(inline_model=True)" in page.inner_text(f"{VIEW} .status")
+    page.wait_for_selector(f"{VIEW} .missing", state="visible")
+    assert "live_view(inline_model=True)" in page.inner_text(VIEW)
+    assert not page.is_visible(f"{VIEW} form"), "no dead controls"
     page.close()
