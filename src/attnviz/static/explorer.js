@@ -18,7 +18,8 @@
 // A Result is one input under one variant:
 //   {tokens: [...], n, heads, layers: [Float32Array (heads, n, n)], mask: Uint8Array (n, n), 1 = masked,
 //    predictions: [{token, p}] per position, or null when the source has no logits}
-// Defined once per page, however many views it holds, and shipped inline with each view.
+// Defined once per page, however many views it holds: inline in each view (static_view, and
+// live_view in Jupyter), or loaded once as _static/attnviz-explorer.js (the book's pages).
 (function (global) {
   "use strict";
   if (global.attnvizExplorer) return;
@@ -369,6 +370,8 @@
         mode: state.change ? "change" : "weights", tokens: n,
       });
       canvas.dataset.variant = state.variant;
+      canvas.setAttribute("aria-label", `Attention of layer ${state.layer}, ${state.head === "all" ? "all heads" :
+        "head " + state.head}, ${state.variant}${before ? ", change against " + BASELINE : ""}, ${n} tokens`);
     }
 
     function redraw() {
@@ -398,6 +401,8 @@
       const box = canvas.getBoundingClientRect();
       const cell = cellAt(shown.geometry, event.clientX - box.left, event.clientY - box.top);
       if (!cell) return;
+      const same = highlight && highlight.head === cell.head && highlight.q === cell.q && highlight.k === cell.k;
+      if (same && event.type !== "click") return; // the pointer moved within the cell
       highlight = cell;
       redraw();
       readout.textContent = describe(cell);
@@ -430,7 +435,7 @@
         update();
       }));
       canvas.addEventListener("pointermove", point);
-      canvas.addEventListener("click", (event) => { point(event); if (shown.state.head === "all") update(); });
+      canvas.addEventListener("click", (event) => { point(event); if (shown && shown.state.head === "all") update(); });
       canvas.addEventListener("pointerleave", (event) => {
         if (event.pointerType === "mouse") { highlight = null; redraw(); } // a tap's highlight stays
       });
