@@ -4,14 +4,15 @@ Chapter 8 shows it, in two forms that share one page script (``attnviz/static/ex
 
 - ``live_view``: the book's demo model runs in the page (``attnviz-demo-model.js`` and the weights
   script of ``attnviz.weblive``) on letters the reader types. On the book's pages the Sphinx
-  extension in ``book/_ext`` loads the two scripts wherever a live view is (``LIVE_MARKER``); in
-  Jupyter, ``inline_model=True`` puts them into the output.
+  extension in ``book/_ext`` writes the model's scripts and the view's own script and style into
+  ``_static`` (``write_site_assets``) and loads them wherever a live view is (``LIVE_MARKER``); in
+  Jupyter, ``inline_model=True`` puts all of them into the output.
 - ``static_view``: the four variants of ``attnviz.VARIANTS`` for every layer and head of any
-  supported model, computed in Python for one input and embedded as JSON: for Jupyter and for
-  models other than the demo.
+  supported model, computed in Python for one input and embedded as JSON, with the view's script
+  and style inline: for Jupyter and for models other than the demo.
 
 The HTML, CSS and JavaScript are package data (``attnviz/static/explorer.*``), read with
-``importlib.resources`` and inlined, so the fragment works offline and from a file on disk.
+``importlib.resources``; the fragment works offline and from a file on disk.
 
 The output is deterministic: the element id is a hash of what the fragment embeds, so two builds
 of the same book give byte-identical HTML.
