@@ -201,6 +201,31 @@ def test_every_control_redraws(browser, server):
     assert not errors, errors
 
 
+def test_kept_results_and_idle_time_spare_forward_passes(browser, server):
+    """A layer or head change reuses the result it has; the other variants of the text are
+    computed in idle time, so a flip of mask or positions then runs no forward pass either."""
+    page, errors, _ = chapter(browser, server)
+    page.evaluate(
+        """() => { window.forwards = []; const forward = attnvizDemo.forward;
+                   attnvizDemo.forward = (ids, options) => {
+                     window.forwards.push([ids.length, options.bidirectional, options.noRope]);
+                     return forward(ids, options); }; }"""
+    )
+    set_text(page, "abcdefgh|abcdefgh")  # 18 tokens: its variant now, the three others in idle time
+    page.wait_for_function("new Set(forwards.filter(f => f[0] === 18).map(String)).size === 4", timeout=20000)
+    before = page.evaluate("forwards.length")
+    page.select_option(f"{VIEW} select.layer", "1")
+    page.select_option(f"{VIEW} select.head", "all")
+    page.check(f"{VIEW} input[value='bidirectional']")
+    page.check(f"{VIEW} input[value='NoRoPE']")
+    page.check(f"{VIEW} input.change")
+    assert_state(page, variant="bidirectional + NoRoPE", layer="1", head="all", mode="change", tokens="18")
+    assert page.evaluate("forwards.length") == before, page.evaluate("forwards")
+    set_text(page, "abcdefgh|abcdefg")
+    assert [17, True, True] in page.evaluate("forwards"), "a new text runs the model"
+    assert not errors, errors
+
+
 def test_one_line_per_variant_says_what_to_notice(browser, server):
     page, _, _ = chapter(browser, server)
     lines = {}

@@ -370,8 +370,24 @@
         mode: state.change ? "change" : "weights", tokens: n,
       });
       canvas.dataset.variant = state.variant;
+      prefetch(state.text);
       canvas.setAttribute("aria-label", `Attention of layer ${state.layer}, ${state.head === "all" ? "all heads" :
         "head " + state.head}, ${state.variant}${before ? ", change against " + BASELINE : ""}, ${n} tokens`);
+    }
+
+    // After a change, the other variants of the same text are computed while the page is idle,
+    // so that a flip of mask or positions usually finds its result kept (no forward pass then).
+    let ticket = 0;
+    function prefetch(text) {
+      if (source.kind !== "live" || !root.attnviz.prefetch) return;
+      const idle = global.requestIdleCallback || ((work) => setTimeout(work, 30));
+      const mine = ++ticket, names = Object.keys(VARIANTS);
+      const next = () => {
+        if (mine !== ticket || !names.length) return; // a newer change has its own
+        try { source.result(text, names.shift()); } catch (error) { return; } // the view shows the error
+        idle(next);
+      };
+      idle(next);
     }
 
     function redraw() {
@@ -451,6 +467,7 @@
     // for tests and benchmarks: run the controls again, forget the kept results, find a cell on screen
     root.attnviz = {
       update,
+      prefetch: true, // false: every change of variant runs the model (benchmarks)
       clear: () => source && source.clear(),
       where(head, q, k) {
         const panel = shown.geometry.panels.find((p) => p.head === head), c = shown.geometry.cell;
