@@ -77,6 +77,7 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/explorer_latency.py
 	-$(BIN)/python benchmarks/live_model.py
 	-$(BIN)/python benchmarks/book_build.py
+	-$(BIN)/python benchmarks/live_explorer.py  # reads the site book_build.py leaves in _build/html
 	$(BIN)/python scripts/sync_data.py
 
 # The drift watch (also weekly on GitHub): every transformers release newer than the pin, or the

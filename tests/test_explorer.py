@@ -79,6 +79,15 @@ def test_masked_cells_come_from_the_variant_never_from_zero_weights(explorer):
     assert np.array_equal(grey(), upper)
 
 
+def test_it_opens_on_the_previous_token_head(explorer, demo):
+    """Chapter 8's image of the widget shows head 3, the head its text is about."""
+    model, _ = demo
+    assert explorer.head.value == 3 and explorer.layer.value == 0
+    assert attnviz.offset_score(attnviz.capture_attention(model, input_ids=explorer.input_ids)[0]).argmax() == 3
+    small = attnviz.tiny_model("llama", num_attention_heads=2, num_key_value_heads=2)
+    assert attnviz.AttentionExplorer(small, None, torch.tensor([[1, 2, 3]])).head.value == 0
+
+
 def test_layers_heads_backends_and_own_tokens(explorer):
     explorer.head.value = "all"
     explorer.layer.value = 1

@@ -249,6 +249,7 @@ def test_gqa_tied_embeddings_and_config_values(browser, demo, tmp_path):
     """A random checkpoint with what the demo lacks: 2 key/value heads for 4 query heads, tied
     lm_head, another rope_theta and rms_norm_eps, all read from its config."""
     config = attnviz.tiny_config(
+        "llama",
         vocab_size=29,
         num_key_value_heads=2,
         tie_word_embeddings=True,

@@ -11,6 +11,12 @@
   from a CDN for nothing.
 - Serves MathJax from the site itself (from the pinned `django-static-mathjax` wheel, MathJax's
   own distribution), so the maths render with no network.
+- Runs the demo model in the page: writes `attnviz.view.write_site_assets` into `_static` (the
+  model's two scripts, converted from the package's checkpoint at each build and never committed,
+  and the explorer's own script and style) and adds them, as `<script defer src>` and a
+  stylesheet, to the pages that show a live explorer (`attnviz.view.LIVE_MARKER`). Script tags,
+  not fetch: they load from the site's own origin and from a site opened from disk. Being files
+  rather than inline, a change to the explorer reaches the site without re-running chapter 8.
 """
 
 from pathlib import Path
@@ -84,6 +90,30 @@ def _drop_unused_widget_state(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+def _write_live_view_assets(app):
+    # at the start, so that the pages written later find the files (Sphinx then adds a checksum
+    # to their URLs, the same in every build)
+    if app.builder.format != "html":
+        return
+    from attnviz.view import write_site_assets
+
+    app.attnviz_live_assets = write_site_assets(Path(app.outdir) / "_static")
+
+
+def _live_view_assets(app, pagename, templatename, context, doctree):
+    from attnviz.view import LIVE_MARKER
+
+    if LIVE_MARKER not in context.get("body", ""):
+        return
+    scripts, stylesheets = app.attnviz_live_assets
+    # in this order (the engine reads the weights, the view the engine); defer lets the page show
+    # before the 1.5 MB of weights are parsed, and the view starts once they are
+    for name in scripts:
+        app.add_js_file(name, defer="defer")
+    for name in stylesheets:
+        app.add_css_file(name)
+
+
 def _copy_mathjax(app, exception):
     if exception is not None or app.builder.format != "html":
         return
@@ -103,5 +133,8 @@ def setup(app):
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("html-page-context", _launch_buttons_only_for_notebooks, priority=900)
     app.connect("html-page-context", _drop_unused_widget_state, priority=900)
+    # before _drop_duplicate_scripts, which hands the page a new list of scripts
+    app.connect("html-page-context", _live_view_assets, priority=500)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("builder-inited", _write_live_view_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -46,6 +46,7 @@ _EXPORTS = {
     "capture_attention": "capture",
     "AttentionExplorer": "explorer",
     "static_view": "view",
+    "live_view": "view",
     "static_data": "view",
     "write_live_model": "weblive",
     "DEMO_DIR": "demo",
@@ -59,11 +60,12 @@ _EXPORTS = {
     "assert_position_free": "testing",
     "assert_uses_positions": "testing",
 }
-# submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...)
-_SUBMODULES = ("diagrams", "families", "plot", "recipes", "reference", "source", "state", "testing")
+# submodules a reader uses by name: attnviz.plot.heatmap(...), attnviz.state.seed_backbone(...),
+# attnviz.weblive.weights_script() (the demo model as the page loads it)
+_SUBMODULES = ("diagrams", "families", "plot", "recipes", "reference", "source", "state", "testing", "weblive")
 
 if TYPE_CHECKING:
-    from attnviz import diagrams, families, plot, recipes, reference, source, state, testing
+    from attnviz import diagrams, families, plot, recipes, reference, source, state, testing, weblive
     from attnviz._paths import repo_file
     from attnviz._versions import PINNED_VERSIONS, versions
     from attnviz.capture import capture_attention
@@ -85,7 +87,7 @@ if TYPE_CHECKING:
     from attnviz.probes import ProbeReport, attends_to_future, offset_score, probe_report, uses_positions
     from attnviz.source import diff, quote
     from attnviz.testing import assert_bidirectional, assert_causal, assert_position_free, assert_uses_positions
-    from attnviz.view import static_data, static_view
+    from attnviz.view import live_view, static_data, static_view
     from attnviz.weblive import write_live_model
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])

@@ -16,7 +16,7 @@ from attnviz.families import find_backbone, sliding_windows
 from attnviz.patch import patched
 from attnviz.probes import probe_report
 from attnviz.reference import layer_mask
-from attnviz.view import token_labels
+from attnviz.view import DEFAULT_HEAD, token_labels
 
 
 @contextlib.contextmanager
@@ -76,7 +76,11 @@ class AttentionExplorer:
         self.causal = widgets.ToggleButtons(options=["causal", "bidirectional"], description="mask")
         self.rope = widgets.ToggleButtons(options=["RoPE", "NoRoPE"], description="positions")
         self.layer = widgets.Dropdown(options=list(range(config.num_hidden_layers)), description="layer")
-        self.head = widgets.Dropdown(options=["all", *range(config.num_attention_heads)], value=0, description="head")
+        # the demo's previous-token head first, where the model has one of that number
+        first_head = DEFAULT_HEAD if DEFAULT_HEAD < config.num_attention_heads else 0
+        self.head = widgets.Dropdown(
+            options=["all", *range(config.num_attention_heads)], value=first_head, description="head"
+        )
         self.backend = widgets.Dropdown(
             options=["eager", "sdpa", "flex_attention"], value=config._attn_implementation, description="backend"
         )

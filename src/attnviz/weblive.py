@@ -20,6 +20,7 @@ here too, for ``tests/test_live_model.py`` and ``benchmarks/live_model.py``.
 import base64
 import hashlib
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -203,6 +204,25 @@ def weights_script(model_dir: str | Path | None = None) -> str:
         "// Written by attnviz.weblive from the package's model.safetensors; do not edit.\n"
         f"globalThis.attnvizDemoWeights = {{\n{fields}\n}};\n"
     )
+
+
+def unpack_weights(script: str) -> dict[str, np.ndarray]:
+    """The tensors a weights script carries, by name, decoded in Python as the page decodes them.
+
+    For checks that the page runs the very checkpoint the package ships (chapter 8, the tests).
+    """
+    match = re.search(r"^globalThis\.attnvizDemoWeights = (\{.*\});\n\Z", script, re.DOTALL | re.MULTILINE)
+    if not match:
+        raise ValueError("not a weights script of attnviz.weblive (no `globalThis.attnvizDemoWeights = {...};`).")
+    packed = json.loads(match.group(1))
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(packed["data"])), dtype=np.uint8)
+    values = planes.reshape(4, -1).T.copy().view("<f4").ravel()  # (count,) float32
+    if values.size != packed["count"]:
+        raise ValueError(f"the script unpacks to {values.size} values; it says {packed['count']}.")
+    return {
+        name: values[entry["offset"] : entry["offset"] + int(np.prod(entry["shape"]))].reshape(entry["shape"])
+        for name, entry in packed["tensors"].items()
+    }
 
 
 def write_live_model(directory: str | Path, model_dir: str | Path | None = None) -> list[Path]:
