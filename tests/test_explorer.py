@@ -51,6 +51,7 @@ def test_each_variant_draws_its_weights_and_reports_how_far_they_moved(demo, lay
     ids = attnviz.demo_example(tokenizer)
     explorer = attnviz.AttentionExplorer(model, tokenizer)
     explorer.layer.value = layer
+    explorer.head.value = 0  # it opens on head 3 (chapter 8's head); head 0 here
     plain = unpatched_attentions(model, ids)[layer][0]  # (heads, q_len, k_len)
     for name, flags in attnviz.VARIANTS.items():
         explorer.causal.value = "bidirectional" if flags["bidirectional"] else "causal"
