@@ -101,3 +101,14 @@ def test_offset_score_checks_its_input():
         offset_score(weights[0])
     with pytest.raises(ValueError, match="leaves no query"):
         offset_score(torch.ones(1, 1, 1, 1), offset=-1)
+
+
+def test_loading_shows_no_progress_bar_and_leaves_the_setting_alone(capfd):
+    # in a notebook transformers' "Loading weights" bar is an ipywidget, which makes a book page
+    # fetch the widget manager from a CDN (chapter 4 loads the demo)
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    attnviz.load_demo()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled(), "the caller's progress-bar setting is put back"

@@ -79,12 +79,18 @@ def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log)
     assert probes, f"no per-backend probe table on chapter 6; tables: {tables}"
     assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
 
+    # the compatibility matrix itself is a figure (releases x patches x backends x use_cache); the
+    # table is its sdpa evidence: what the seed's layer 0 received on each release, with and without a cache
     committed = json.loads((ROOT / "book" / "data" / "compat.json").read_text(encoding="utf-8"))
-    versions = sorted({r["transformers"] for r in committed}, key=lambda v: tuple(int(x) for x in v.split(".")))
-    matrix = next((t for t in tables if t and t[0][0] == "transformers"), None)
-    assert matrix, f"no compatibility matrix on chapter 6; tables: {tables}"
-    assert [row[0] for row in matrix[1:]] == versions, "one row per measured transformers release"
-    assert all(len(row) == 7 for row in matrix)
+    by = {(r["transformers"], r["patch"], r["backend"], r["use_cache"]): r for r in committed}
+    evidence = next((t for t in tables if t and t[0][:2] == ["transformers", "use_cache"]), None)
+    assert evidence, f"no layer-0 evidence table on chapter 6; tables: {tables}"
+    assert [row[:2] for row in evidence[1:]] == [
+        [version, str(cache)] for version in ("4.53.0", "4.57.6", "5.1.0") for cache in (False, True)
+    ]
+    for version, cache, _mask, _keyword, verdict in evidence[1:]:
+        measured = by[version, "seed", "sdpa", cache == "True"]["attends_to_future"]
+        assert verdict == ("both ways" if measured else "CAUSAL"), (version, cache)
 
 
 @pytest.mark.parametrize("page_name", ["notebooks/05_masks_and_backends", "notebooks/06_bidirectional_patch"])

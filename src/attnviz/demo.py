@@ -28,8 +28,20 @@ def load_demo(attn_implementation: str = "eager"):
             f"the demo checkpoint is missing from {DEMO_DIR}; run `python scripts/train_demo.py` in the "
             "attnviz repository to create it."
         )
-    model = LlamaForCausalLM.from_pretrained(DEMO_DIR, attn_implementation=attn_implementation, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(DEMO_DIR)
+    from transformers.utils import logging as hf_logging
+
+    # No "Loading weights" bar for 21 tensors: in a notebook it is an ipywidget, and a book page
+    # showing one pulls require.js and the widget manager from a CDN (chapter 4 did).
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = LlamaForCausalLM.from_pretrained(
+            DEMO_DIR, attn_implementation=attn_implementation, use_safetensors=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(DEMO_DIR)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
 
 
