@@ -266,9 +266,9 @@ def test_capture_follows_flash_window_rule(is_causal):
     allowed = torch.zeros(1, 1, SEQ, SEQ, dtype=torch.bool)
     for start in range(0, SEQ, 3):  # a few query rows at a time, as capture computes them
         stop = min(start + 3, SEQ)
-        key_start, key_stop, rows, bias = masks.rows(start, stop)
-        assert bias is None
-        allowed[:, :, start:stop, key_start:key_stop] = rows
+        mask = masks.rows(start, stop)
+        assert mask.bias is None and mask.allowed_start == mask.key_start
+        allowed[:, :, start:stop, mask.key_start : mask.key_stop] = mask.allowed
     kwargs = _process_flash_attention_kwargs(
         SEQ, SEQ, is_causal, sliding_window=WINDOW, supports_mapping=SUPPORTS_WINDOW_ONLY
     )

@@ -258,14 +258,11 @@ class MaskRows:
         rows = mask if mask.shape[-2] == 1 else mask[:, :, start:stop]  # a (.., 1, k) mask holds for every row
         return rows[..., : self.k_len]
 
-    def rows(self, start: int, stop: int, widen=None):
-        """The mask of query rows ``start:stop``: ``(key_start, key_stop, allowed, bias)``.
+    def rows(self, start: int, stop: int, widen=None) -> "RowMask":
+        """The mask of query rows ``start:stop``, and the keys those rows can reach at all.
 
-        Every weight of these rows outside keys ``key_start:key_stop`` is exactly 0. ``allowed`` is a
-        boolean ``(batch or 1, 1, rows or 1, key_stop - key_start)``, True where a query may attend,
-        or None when all may; ``bias`` is the additive float mask to add to the scores, for the eager
-        form (``allowed`` is then where it is not the dtype's minimum). ``widen`` maps a key range
-        to a larger one the caller prefers (e.g. whole blocks of a pooled map).
+        ``widen`` maps a key range to a larger one the caller prefers (e.g. whole blocks of a
+        pooled map).
         """
         widen = widen or (lambda key_start, key_stop: (key_start, key_stop))
         if self.block_mask is None and self.dense is None and self.bias is None:
@@ -276,12 +273,17 @@ class MaskRows:
                 key_start = max(0, start + self.offset - self.window + 1)
                 key_stop = min(key_stop, stop + self.offset + self.window - 1)
             key_start, key_stop = widen(key_start, key_stop)
-            allowed = self._computed(start, stop, key_start, key_stop)
+            allowed_start = key_start
+            if self.causal and not self.window and self.padding is None:
+                # every row sees the keys up to its first query: only the last rows x rows are a triangle
+                allowed_start = max(key_start, start + self.offset)
+            allowed = self._computed(start, stop, allowed_start, key_stop)
             # causal and window rows always see their own token; a padding row may see nothing
             if self.padding is not None and not bool(allowed.any(-1).all()):
                 key_start, key_stop = 0, self.k_len
+                allowed_start = key_start
                 allowed = self._computed(start, stop, key_start, key_stop)
-            return key_start, key_stop, allowed, None
+            return RowMask(key_start, key_stop, allowed, allowed_start, None)
 
         bias = None
         if self.block_mask is not None:
@@ -305,7 +307,25 @@ class MaskRows:
         allowed = allowed[..., key_start:key_stop]
         if bias is not None:
             bias = bias[..., key_start:key_stop]
-        return key_start, key_stop, allowed, bias
+        return RowMask(key_start, key_stop, allowed, key_start, bias)
+
+
+class RowMask(NamedTuple):
+    """The mask of a block of query rows, as ``MaskRows.rows`` hands it out.
+
+    Every weight of these rows outside keys ``key_start:key_stop`` is exactly 0. ``allowed`` is a
+    boolean ``(batch or 1, 1, rows or 1, key_stop - allowed_start)``, True where a query may
+    attend to key ``allowed_start + j``; the keys ``key_start:allowed_start`` before it are open
+    to every row. None when all keys are open. ``bias`` is the additive float mask to add to the
+    scores (for keys ``key_start:key_stop``), for the eager form; ``allowed`` is then where it is
+    not the dtype's minimum.
+    """
+
+    key_start: int
+    key_stop: int
+    allowed: torch.Tensor | None
+    allowed_start: int
+    bias: torch.Tensor | None
 
 
 # -- exact softmax rows, a block at a time ------------------------------------------------------
@@ -316,7 +336,7 @@ class RowBlock(NamedTuple):
     stop: int
     key_start: int
     weights: torch.Tensor  # (batch, heads, stop - start, keys) float32; 0 outside these keys
-    allowed: torch.Tensor | None  # (batch or 1, 1, rows or 1, keys) bool, True = may attend; None: all
+    mask: RowMask  # which of these keys each row may attend to
 
 
 def block_rows(batch_heads: int, k_len: int) -> int:
@@ -340,16 +360,17 @@ def attention_rows(
     rows = rows or block_rows(batch * n_heads, k_len)
     for start in range(0, q_len, rows):
         stop = min(start + rows, q_len)
-        key_start, key_stop, allowed, bias = masks.rows(start, stop, widen)
+        mask = masks.rows(start, stop, widen)
+        key_start, key_stop = mask.key_start, mask.key_stop
         scores = torch.matmul(query[:, :, start:stop], key[:, :, key_start:key_stop].transpose(2, 3))
         scores = scores.mul_(module.scaling)  # (batch, heads, stop - start, key_stop - key_start)
-        if bias is not None:
-            scores = scores + bias
-        elif allowed is not None:
-            scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)  # what eager's additive mask amounts to
+        if mask.bias is not None:
+            scores = scores + mask.bias
+        elif mask.allowed is not None:  # what eager's additive mask amounts to
+            scores[..., mask.allowed_start - key_start :].masked_fill_(~mask.allowed, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
         del scores
-        yield RowBlock(start, stop, key_start, weights, allowed)
+        yield RowBlock(start, stop, key_start, weights, mask)
 
 
 # -- capture_attention --------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from torch import nn
 from attnviz import capture
 
 REDUCTIONS = ("max", "mean")
-DEFAULT_ROWS = 256  # query rows per step of attention_map
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,10 @@ class AttentionMap(tuple):
 def _diagonal_sums(weights: torch.Tensor) -> torch.Tensor:
     """Sums of ``weights`` (rows, keys) along its diagonals: entry ``u`` adds every ``weights[r, r + u - rows + 1]``.
 
-    Read through strided views of the tensor itself, not a copy: diagonal ``t = key - row`` of a
-    row-major ``(rows, keys)`` matrix is a run with stride ``keys + 1``; only the two corners,
-    where a diagonal would run off the matrix, go through a small zero-padded copy.
+    Read through a strided view of the tensor itself, not a copy: diagonal ``t = key - row`` of a
+    row-major ``(rows, keys)`` matrix is a run with stride ``keys + 1``. Only the two corners,
+    where a diagonal would run off the matrix, go through a small zero-padded copy, in which each
+    row is shifted so that the diagonals become columns.
     """
     rows, keys = weights.shape
     weights = weights.contiguous()
@@ -181,12 +181,15 @@ class _Pool:
         else:
             target += pooled.to(torch.float64)
 
-        target = self.allowed[top:bottom, first:last]
-        if block.allowed is None:
-            target.fill_(True)
+        mask = block.mask
+        if mask.allowed is None:
+            self.allowed[top:bottom, first:last] = True
         else:
-            allowed = block.allowed[0, 0].expand(rows, keys)
-            target |= self._pool(allowed, block.start, block.key_start, "max")
+            if mask.allowed_start > block.key_start:  # keys before allowed_start are open to every row
+                self.allowed[top:bottom, first : int(self.block_of[mask.allowed_start - 1]) + 1] = True
+            allowed = mask.allowed[0, 0].expand(rows, -1)
+            opened = int(self.block_of[mask.allowed_start])
+            self.allowed[top:bottom, opened:last] |= self._pool(allowed, block.start, mask.allowed_start, "max")
 
         # offset d = query - key of entry (r, c) is (start - key_start) + r - c; _diagonal_sums runs
         # over c - r from -(rows - 1) up, so its flip runs over d upwards from start - key_start - keys + 1
@@ -227,8 +230,8 @@ def attention_map(
         size: blocks per side; at most ``seq`` (one token per block), which it is capped to.
         reduce: ``"max"`` (a block shows its strongest weight: a single sharp link stays visible)
             or ``"mean"`` (a block shows its average weight: mass, not peaks).
-        rows: query rows per step of the computation (default 256): memory grows with
-            ``rows x seq``, and time hardly depends on it.
+        rows: query rows per step of the computation; by default as many as keep one step's
+            scores within 64 MB (512 rows at 32k tokens). Memory grows with ``rows x seq``.
         inputs: one sequence (batch size 1), as you would pass it to the model: ``input_ids`` or
             ``inputs_embeds``, ``attention_mask``, ``position_ids``, ... A KV cache is refused.
 
@@ -262,9 +265,10 @@ def attention_map(
         )
     pool = _Pool(seq, min(size, seq), reduce)
     if rows is None:
-        # 256 rows keep a block small next to a 32k-token row, and the diagonal sums' corners
-        # (rows x rows) cheap; whole blocks of the map per step let pooling work on views
-        rows = DEFAULT_ROWS if pool.widest > DEFAULT_ROWS else DEFAULT_ROWS // pool.widest * pool.widest
+        # as many rows as keep a step's scores within capture.BLOCK_ELEMENTS (512 rows at 32k tokens),
+        # in whole blocks of the map, so that pooling works on views
+        rows = capture.block_rows(1, seq)
+        rows = max(rows // pool.widest, 1) * pool.widest
     with torch.no_grad():
         for block in capture.attention_rows(modules[layer], recorded, backend, [head], rows, widen=pool.widen):
             pool.add(block)
