@@ -243,3 +243,22 @@ def test_refuses_a_batch_a_cache_and_an_eager_forward_that_cannot_fit():
     eager = attnviz.tiny_model(max_position_embeddings=1 << 20)
     with pytest.raises(MemoryError, match=r"eager attention.*set_attn_implementation\('sdpa'\)"):
         attnviz.attention_map(eager, layer=1, head=0, input_ids=torch.zeros(1, 300_000, dtype=torch.long))
+
+
+def test_the_gpu_benchmark_long_context_case_runs_on_the_cpu_at_a_small_size():
+    """benchmarks/gpu.py measures 128k tokens on a lent GPU; the same code, checked here at 1k."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    rows = gpu.long_context(seq=1024, device="cpu", dtype=torch.float32, exact_seq=1024)
+    assert [row["what"] for row in rows] == [
+        "forward to layer 1",
+        "attention_map",
+        "map alone",
+        "max |difference| from pooled capture",
+    ]
+    assert rows[1]["seconds"] > rows[0]["seconds"] > 0 and rows[-1]["value"] <= 1e-6
