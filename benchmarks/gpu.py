@@ -20,8 +20,10 @@ fit, and says so.
 
     python benchmarks/gpu.py [--out benchmarks/results] [--budget 270]
     python benchmarks/gpu.py --only long_context [--seq 131072]      # the long-context case alone
-    python benchmarks/gpu.py --only long_context --device cpu --seq 2048 --out /tmp  # a quick check
-Writes gpu.json and gpu_long_context.json (only the latter with --only long_context).
+    python benchmarks/gpu.py --only long_context --device cpu --seq 1024  # a quick check, anywhere
+Writes gpu.json and gpu_long_context.json (only the latter with --only long_context), which
+chapters 10 and 11 read. A CPU check writes to _build/gpu-check/ unless --out says otherwise:
+chapter 11 refuses a gpu_long_context.json that was not measured on a GPU.
 """
 
 import argparse
@@ -150,12 +152,15 @@ def _run_long_context(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, help="JSON folder (default benchmarks/results; CPU: _build/gpu-check)")
     parser.add_argument("--budget", type=float, default=270.0, help="seconds; later measurements are skipped")
     parser.add_argument("--only", choices=["long_context"], help="run only this part")
     parser.add_argument("--seq", type=int, default=131072, help="tokens for the long-context map (default 128k)")
     parser.add_argument("--device", default="cuda", help="for a quick check of --only long_context: cpu")
     args = parser.parse_args()
+    if args.out is None:
+        here = Path(__file__).resolve().parent
+        args.out = here / "results" if args.device != "cpu" else here.parent / "_build" / "gpu-check"
     if args.only == "long_context" and args.device == "cpu":
         return _run_long_context(args)
     if not torch.cuda.is_available():

@@ -126,17 +126,19 @@ def _diagonal_sums(weights: torch.Tensor) -> torch.Tensor:
 class _Pool:
     """Block-max or block-mean pooling of a stream of row blocks into ``size x size``."""
 
-    def __init__(self, seq: int, size: int, reduce: str):
+    def __init__(self, seq: int, size: int, reduce: str, device=None):
         self.seq, self.size, self.reduce = seq, size, reduce
         self.edges = torch.arange(size + 1) * seq // size  # as even as whole tokens allow
         widths = self.edges.diff()
         self.block_of = torch.repeat_interleave(torch.arange(size), widths)  # the block of each token
         self.widest = int(widths.max())
         self.uniform = seq % size == 0
-        # sums in float64, so the mean of a 64-token-wide block of a 32k map loses nothing
-        self.values = torch.zeros(size, size, dtype=torch.float64 if reduce == "mean" else torch.float32)
-        self.allowed = torch.zeros(size, size, dtype=torch.bool)
-        self.offset_sums = torch.zeros(2 * seq - 1, dtype=torch.float64)
+        # the accumulators live where the weights are computed (a GPU's blocks are never copied
+        # back); the token bookkeeping above stays on the CPU, where int() of it costs nothing.
+        # Sums in float64, so the mean of a 64-token-wide block of a 32k map loses nothing
+        self.values = torch.zeros(size, size, dtype=torch.float64 if reduce == "mean" else torch.float32, device=device)
+        self.allowed = torch.zeros(size, size, dtype=torch.bool, device=device)
+        self.offset_sums = torch.zeros(2 * seq - 1, dtype=torch.float64, device=device)
 
     def widen(self, key_start: int, key_stop: int) -> tuple[int, int]:
         """The key range grown to whole blocks."""
@@ -153,7 +155,7 @@ class _Pool:
         else:  # lay the tokens out block by block at the widest width, padded with zeros
             token = torch.arange(start, start + tokens)
             block = self.block_of[token] - self.block_of[start]
-            place = block * width + token - self.edges[self.block_of[token]]
+            place = (block * width + token - self.edges[self.block_of[token]]).to(x.device)
             shape = list(x.shape)
             shape[dim] = (int(block[-1]) + 1) * width
             blocks = x.new_zeros(shape).index_copy_(dim, place, x).unflatten(dim, (-1, width))
@@ -197,11 +199,12 @@ class _Pool:
         self.offset_sums[low : low + keys + rows - 1] += _diagonal_sums(weights).flip(0).to(torch.float64)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pooled = self.values
+        """The pooled map, which blocks are allowed, the sums by offset: small, on the CPU."""
+        pooled = self.values.cpu()
         if self.reduce == "mean":
             widths = self.edges.diff().to(torch.float64)
             pooled = pooled / (widths[:, None] * widths[None, :])
-        return pooled.to(torch.float32), self.allowed, self.offset_sums
+        return pooled.to(torch.float32), self.allowed.cpu(), self.offset_sums.cpu()
 
 
 def attention_map(
@@ -263,7 +266,7 @@ def attention_map(
             f"attention_map draws one sequence; got a batch of {batch}. Pass one row, e.g. "
             "input_ids=ids[i : i + 1] (and the same row of attention_mask)."
         )
-    pool = _Pool(seq, min(size, seq), reduce)
+    pool = _Pool(seq, min(size, seq), reduce, recorded["hidden_states"].device)
     if rows is None:
         # as many rows as keep a step's scores within capture.BLOCK_ELEMENTS (512 rows at 32k tokens),
         # in whole blocks of the map, so that pooling works on views
