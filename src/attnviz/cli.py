@@ -96,7 +96,6 @@ def _load(args):
     if args.length < 3:
         raise UsageError(f"--length must be at least 3; got {args.length}")
     if args.model is None:
-        # positions beyond max_position_embeddings are fine for RoPE; the config field only has to allow them
         # a pooled map of a long input runs on sdpa unless told otherwise: eager builds seq x seq masks
         default = "sdpa" if getattr(args, "pool", None) is not None else "eager"
         model = tiny_model(attn_implementation=args.backend or default, max_position_embeddings=max(512, args.length))
