@@ -23,7 +23,7 @@ fit, and says so.
     python benchmarks/gpu.py --only long_context --device cpu --seq 1024  # a quick check, anywhere
 Writes gpu.json and gpu_long_context.json (only the latter with --only long_context), which
 chapters 10 and 11 read. A CPU check writes to _build/gpu-check/ unless --out says otherwise:
-chapter 11 refuses a gpu_long_context.json that was not measured on a GPU.
+chapter 12 refuses a gpu_long_context.json that was not measured on a GPU.
 """
 
 import argparse

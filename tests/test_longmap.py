@@ -248,7 +248,7 @@ def test_refuses_a_batch_a_cache_and_an_eager_forward_that_cannot_fit():
 def test_the_gpu_benchmark_long_context_case_runs_on_the_cpu_and_writes_what_chapter_11_reads(tmp_path):
     """benchmarks/gpu.py measures 128k tokens on a lent GPU; the same command, checked here at 1k.
 
-    Chapter 11 reads gpu_long_context.json: these are the fields it prints and checks.
+    Chapter 12 reads gpu_long_context.json: these are the fields it prints and checks.
     """
     import json
     import subprocess

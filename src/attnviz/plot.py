@@ -427,7 +427,7 @@ def gqa_groups(num_attention_heads: int, num_key_value_heads: int, title: str | 
     return fig
 
 
-# -- long inputs: pooled maps and attention by distance (chapter 11) --------------------------
+# -- long inputs: pooled maps and attention by distance (chapter 12) --------------------------
 def _tokens_label(x, _position=None) -> str:
     """A token position or offset for an axis: 8192 -> '8k', 1536 -> '1.5k', 100 -> '100'."""
     if abs(x) >= 1024:
