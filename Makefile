@@ -20,7 +20,7 @@ help:
 	@echo "make test   lint, package tests, every notebook, the book build, the browser checks"
 	@echo "make test-fast  lint and the package tests only (no book build, no browser, no older transformers; under 2 minutes)"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
-	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~25 min)"
+	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~40 min)"
 	@echo "make recipes  re-measure chapter 11's recipe matrix (book/data/recipes.json; about an hour)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
 	@echo "make mutation  mutation-test the core modules (MODULE=patch for one); writes benchmarks/results/mutation.json"
@@ -74,6 +74,7 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/scaling.py
 	-$(BIN)/python benchmarks/patch_cost.py
 	-$(BIN)/python benchmarks/capture_cost.py
+	-$(BIN)/python benchmarks/long_context.py
 	-$(BIN)/python benchmarks/explorer_latency.py
 	-$(BIN)/python benchmarks/live_model.py
 	-$(BIN)/python benchmarks/book_build.py

@@ -1,4 +1,4 @@
-"""Scaling and patch cost on a CUDA GPU, in one command, within about 5 minutes.
+"""Scaling, patch cost and long-context maps on a CUDA GPU, in one command, within about 6 minutes.
 
 A 2-layer Llama (hidden 1024, 16 query heads, 4 key/value heads, head_dim 64) in bfloat16.
 
@@ -8,12 +8,22 @@ A 2-layer Llama (hidden 1024, 16 query heads, 4 key/value heads, head_dim 64) in
 - patch cost, sdpa: causal baseline, attnviz's patch, native config.is_causal=False, and STATE's
   all-ones 4D float mask, at 8k, 16k and 32k tokens.
 
+- long context (``long_context``): ``attnviz.attention_map`` of one head at 128k tokens, in
+  bfloat16, on the model of ``benchmarks/long_context.py`` (2 layers, hidden 512, 8 heads,
+  head_dim 64): the forward up to layer 1 alone, then forward and map; the map's own time and
+  peak memory are the difference. Also how far the map is from pooling ``capture_attention``'s
+  bfloat16 weights at 4k tokens (bfloat16 keeps about 3 significant digits).
+
 Time is the median of 5 calls after warm-up (flex compiles on its first call); memory is the
 peak allocated by the forward beyond the weights and inputs. A time budget skips what does not
 fit, and says so.
 
     python benchmarks/gpu.py [--out benchmarks/results] [--budget 270]
-Writes gpu.json.
+    python benchmarks/gpu.py --only long_context [--seq 131072]      # the long-context case alone
+    python benchmarks/gpu.py --only long_context --device cpu --seq 1024  # a quick check, anywhere
+Writes gpu.json and gpu_long_context.json (only the latter with --only long_context), which
+chapters 10 and 11 read. A CPU check writes to _build/gpu-check/ unless --out says otherwise:
+chapter 12 refuses a gpu_long_context.json that was not measured on a GPU.
 """
 
 import argparse
@@ -67,14 +77,97 @@ def measure(model, seq: int, make_mask=None, repeats: int = 5, warmup: int = 1) 
     return {"median_ms": statistics.median(times) * 1000, "peak_mb": peak}
 
 
+LONG_CONTEXT = dict(hidden_size=512, intermediate_size=1024, num_attention_heads=8, num_key_value_heads=8, head_dim=64)
+
+
+def long_context(seq: int = 131072, device: str = "cuda", dtype=torch.bfloat16, exact_seq: int = 4096) -> list[dict]:
+    """attention_map of layer 1, head 0, pooled to 512 x 512, at ``seq`` tokens on ``device``.
+
+    Returns rows: the forward up to layer 1 (hooks stop it before that layer's attention), the
+    whole attention_map call (that forward, then the map), and the map's own cost (the difference);
+    then the largest difference from pooling capture_attention's weights at ``exact_seq`` tokens.
+    """
+    from attnviz import capture
+
+    def build(length: int):
+        config = attnviz.tiny_config(
+            attn_implementation="sdpa", max_position_embeddings=max(length, 512), **LONG_CONTEXT
+        )
+        return attnviz.tiny_model("llama", config).to(device, dtype)
+
+    def ids(length: int):
+        return torch.randint(0, 256, (1, length), generator=torch.Generator().manual_seed(0)).to(device)
+
+    cuda = device.startswith("cuda")
+
+    def timed(fn) -> dict:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        row = {"seconds": time.perf_counter() - start}
+        if cuda:
+            row["peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        return row
+
+    model = build(seq)
+    inputs = {"input_ids": ids(seq), "use_cache": False}
+    modules = capture.check_call(model, inputs, "benchmark")[2]
+    warm = {"input_ids": ids(1024), "use_cache": False}
+    capture.run_layers(model, modules, {1}, warm)  # warm-up: kernels load on their first call
+    attnviz.attention_map(model, layer=1, head=0, **warm)
+    forward = timed(lambda: capture.run_layers(model, modules, {1}, inputs))
+    total = timed(lambda: attnviz.attention_map(model, layer=1, head=0, **inputs))
+    own = {key: total[key] - forward[key] for key in total}
+    rows = [
+        {"benchmark": "long_context", "what": what, "seq": seq, "dtype": str(dtype).removeprefix("torch."), **row}
+        for what, row in (("forward to layer 1", forward), ("attention_map", total), ("map alone", own))
+    ]
+
+    model = build(exact_seq)  # the long one is freed
+    exact_inputs = {"input_ids": ids(exact_seq), "use_cache": False}
+    full = attnviz.capture_attention(model, layers=[1], heads=[0], **exact_inputs)[1][0, 0].float()
+    pooled = attnviz.attention_map(model, layer=1, head=0, **exact_inputs).pooled
+    expected = full.reshape(512, exact_seq // 512, 512, exact_seq // 512).amax((1, 3))
+    error = float((pooled.to(expected.device) - expected).abs().max())
+    rows.append(
+        {"benchmark": "long_context", "what": "max |difference| from pooled capture", "seq": exact_seq, "value": error}
+    )
+    return rows
+
+
+def _run_long_context(args) -> int:
+    rows = long_context(args.seq, args.device, torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
+    for row in rows:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "benchmark"}
+        print("long context", shown, flush=True)
+    model = LONG_CONTEXT | {"layers": 2, "layer": 1, "head": 0, "size": 512, "backend": "sdpa"}
+    print(f"wrote {write('gpu_long_context', rows, {'model': model}, folder=args.out)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, help="JSON folder (default benchmarks/results; CPU: _build/gpu-check)")
     parser.add_argument("--budget", type=float, default=270.0, help="seconds; later measurements are skipped")
+    parser.add_argument("--only", choices=["long_context"], help="run only this part")
+    parser.add_argument("--seq", type=int, default=131072, help="tokens for the long-context map (default 128k)")
+    parser.add_argument("--device", default="cuda", help="for a quick check of --only long_context: cpu")
     args = parser.parse_args()
+    if args.out is None:
+        here = Path(__file__).resolve().parent
+        args.out = here / "results" if args.device != "cpu" else here.parent / "_build" / "gpu-check"
+    if args.only == "long_context" and args.device == "cpu":
+        return _run_long_context(args)
     if not torch.cuda.is_available():
         print("no CUDA device: run this on a GPU machine")
         return 2
+    if args.only == "long_context":
+        return _run_long_context(args)
     start = time.perf_counter()
     rows, skipped = [], []
 
@@ -131,6 +224,11 @@ def main() -> int:
                 print(f"scaling {backend:17} {direction:13} {seq:6d}  {shown}", flush=True)
                 del model
                 torch.cuda.empty_cache()
+
+    if over_budget("long context"):
+        pass
+    else:
+        _run_long_context(args)
 
     elapsed = time.perf_counter() - start
     path = write(

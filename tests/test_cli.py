@@ -65,6 +65,14 @@ def test_render_writes_a_png(tmp_path, checkpoint):
     assert f"wrote {out}" in result.stdout
 
 
+def test_render_pool_draws_one_head_of_a_long_input(tmp_path, capsys):
+    out = tmp_path / "map.png"
+    args = ["render", "--length", "4096", "--pool", "64", "--layer", "1", "--head", "2", "--log", "--out", str(out)]
+    code, stdout, err = _main(args, capsys)
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {out}" in stdout
+
+
 @pytest.mark.parametrize(
     "flags, layer",
     [([], 0), (["--bidirectional"], 1), (["--no-rope"], 1), (["--bidirectional", "--no-rope"], 0)],
@@ -122,6 +130,15 @@ def test_render_draws_the_layer_and_variant_asked_for(flags, layer, checkpoint, 
         (["check", "--model", "/no/such/model"], "no such folder"),
         (["check", "--model", "{tmp}"], "no config.json"),
         (["check", "--length", "500"], "--length must be between 3 and 128"),
+        (["render", "--length", "300", "--out", "{tmp}/x.png"], "with --pool N, render draws longer inputs"),
+        (["render", "--head", "1", "--out", "{tmp}/x.png"], "--head needs --pool N"),
+        (["render", "--log", "--out", "{tmp}/x.png"], "--log needs --pool N"),
+        (["render", "--length", "100", "--pool", "200", "--out", "{tmp}/x.png"], "--pool 200: blocks per side"),
+        (["render", "--length", "64", "--pool", "8", "--head", "7", "--out", "{tmp}/x.png"], "the model has 4 heads"),
+        (
+            ["render", "--length", "300000", "--pool", "512", "--backend", "eager", "--layer", "1", "--out", "x.png"],
+            "Switch the backend first: --backend sdpa",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):

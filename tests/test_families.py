@@ -259,10 +259,16 @@ def test_capture_follows_flash_window_rule(is_causal):
     # flash kwargs transformers itself computes for the kernel.
     from transformers.modeling_flash_attention_utils import _process_flash_attention_kwargs
 
-    from attnviz.capture import _allowed_from_mask
+    from attnviz.capture import MaskRows
 
     attention = _model("qwen3").layers[1].self_attn  # the sliding layer
-    allowed = _allowed_from_mask(None, attention, {"is_causal": is_causal}, "flash_attention_2", 1, SEQ, SEQ, "cpu")
+    masks = MaskRows(attention, {"is_causal": is_causal}, "flash_attention_2", 1, SEQ, SEQ, "cpu")
+    allowed = torch.zeros(1, 1, SEQ, SEQ, dtype=torch.bool)
+    for start in range(0, SEQ, 3):  # a few query rows at a time, as capture computes them
+        stop = min(start + 3, SEQ)
+        mask = masks.rows(start, stop)
+        assert mask.bias is None and mask.allowed_start == mask.key_start
+        allowed[:, :, start:stop, mask.key_start : mask.key_stop] = mask.allowed
     kwargs = _process_flash_attention_kwargs(
         SEQ, SEQ, is_causal, sliding_window=WINDOW, supports_mapping=SUPPORTS_WINDOW_ONLY
     )

@@ -45,7 +45,7 @@ LAYERS = [
     {"_versions", "_paths", "source"},
     {"families", "reference"},
     {"models", "patch", "plot", "diagrams"},
-    {"probes", "capture", "demo", "state"},
+    {"probes", "capture", "longmap", "demo", "state"},
     {"view", "explorer", "weblive", "testing", "recipes"},
     {"cli"},
 ]

@@ -320,3 +320,85 @@ def test_log_x_axes_count_in_powers_of_two_without_minor_labels():
     assert isinstance(ax.xaxis.get_minor_formatter(), NullFormatter)
     assert {"256", "512", "1024", "2048"} <= {t.get_text() for t in ax.get_xticklabels()}
     assert plot.curves([1, 2], {"a": [1, 2]}, xlabel="x", ylabel="y").axes[0].get_xscale() == "linear"
+
+
+# -- long inputs --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def long_maps():
+    """A causal and a bidirectional map of one head, 512 tokens pooled to 32 x 32."""
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    ids = torch.randint(0, 256, (1, 512), generator=torch.Generator().manual_seed(0))
+    maps = []
+    for flag in (False, True):
+        with attnviz.patched(model, bidirectional=flag):
+            maps.append(attnviz.attention_map(model, layer=1, head=0, size=32, input_ids=ids))
+    return maps
+
+
+def test_pooled_map_has_token_axes_and_greys_what_the_mask_forbids(long_maps):
+    from attnviz.plot import pooled_map
+
+    causal, bidirectional = long_maps
+    fig = pooled_map([causal, bidirectional], ["causal", "bidirectional"])
+    left, right = [ax for ax in fig.axes if ax.get_images()]
+    assert (left.get_title(), right.get_title()) == ("causal", "bidirectional")
+    assert left.get_images()[0].get_clim() == right.get_images()[0].get_clim()
+    assert left.get_images()[0].get_extent() == [0, 512, 512, 0]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in left.get_xticklabels() if 0 <= t.get_position()[0] <= 512]
+    assert labels == ["0", "128", "256", "384", "512"] and "key position" in left.get_xlabel()
+    masked = np.ma.getmaskarray(left.get_images()[0].get_array())
+    assert np.array_equal(masked, ~causal.allowed.numpy()) and masked[0, 1] and not masked[1, 0]
+    assert not np.ma.getmaskarray(right.get_images()[0].get_array()).any()
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["masked"]
+    assert "block max" in fig.axes[-1].get_ylabel()
+    assert fig.get_figwidth() <= 6.9  # the book's ~690 px column
+
+
+def test_pooled_map_log_scale_and_uneven_blocks(long_maps):
+    from matplotlib.colors import LogNorm
+
+    from attnviz.plot import _tokens_label, pooled_map
+
+    image = pooled_map(long_maps[0], log=True).axes[0].get_images()[0]
+    assert isinstance(image.norm, LogNorm) and 0 < image.norm.vmin < image.norm.vmax
+    assert [_tokens_label(x) for x in (0, 512, 1024, 1536, 32768)] == ["0", "512", "1k", "1.5k", "32k"]
+    pooled, edges = torch.rand(3, 3), torch.tensor([0, 3, 7, 10])
+    ax = pooled_map((pooled, edges)).axes[0]
+    assert ax.collections, "blocks of unequal width are drawn as a mesh"
+    assert ax.get_xlim() == (0, 10) and ax.get_legend() is None  # a bare pair has no mask to show
+
+
+def test_pooled_map_errors(long_maps):
+    from attnviz.plot import pooled_map
+
+    with pytest.raises(ValueError, match="one or two maps"):
+        pooled_map(long_maps * 2)
+    with pytest.raises(ValueError, match="one title per map"):
+        pooled_map(long_maps, ["only one"])
+    with pytest.raises(ValueError, match="what attnviz.attention_map returns"):
+        pooled_map(torch.rand(4, 4))
+    with pytest.raises(ValueError, match="size \\+ 1 edges"):
+        pooled_map((torch.rand(4, 4), torch.arange(4)))
+
+
+def test_attention_by_distance_log_axes_and_gaps(long_maps):
+    from attnviz.plot import attention_by_distance, map_and_distance
+
+    causal, bidirectional = long_maps
+    fig = attention_by_distance({"causal": causal, "bidirectional": bidirectional.distance})
+    ax = fig.axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("symlog", "log")
+    (x_causal, y_causal), (x_both, y_both) = (line.get_data() for line in ax.get_lines()[:2])
+    assert np.isnan(y_causal[x_causal < 0]).all(), "a causal head's later keys are masked: a gap, not a weight"
+    assert (y_causal[x_causal >= 0] > 0).all() and (y_both > 0).all()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["causal", "bidirectional"]
+    assert "< 0: after it" in ax.get_xlabel()
+    assert "after it" not in attention_by_distance({"causal": causal}).axes[0].get_xlabel()
+    with pytest.raises(ValueError, match="what attnviz.attention_map returns"):
+        attention_by_distance({"x": torch.rand(3)})
+    with pytest.raises(ValueError, match="at least one series"):
+        attention_by_distance({})
+    both = map_and_distance(causal, log=True, title="t")
+    assert both.get_figwidth() <= 6.9 and both._suptitle.get_text() == "t"
+    both.canvas.draw()

@@ -44,6 +44,9 @@ _EXPORTS = {
     "probe_report": "probes",
     "uses_positions": "probes",
     "capture_attention": "capture",
+    "AttentionMap": "longmap",
+    "AttentionByDistance": "longmap",
+    "attention_map": "longmap",
     "AttentionExplorer": "explorer",
     "static_view": "view",
     "live_view": "view",
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
     from attnviz.demo import DEMO_DIR, demo_example, load_demo
     from attnviz.explorer import AttentionExplorer
     from attnviz.families import FAMILIES, SUPPORTED_BACKBONES, find_backbone, sliding_windows
+    from attnviz.longmap import AttentionByDistance, AttentionMap, attention_map
     from attnviz.models import tiny_config, tiny_model
     from attnviz.patch import (
         VARIANTS,

@@ -1,7 +1,12 @@
 """The command line: ``attnviz render`` draws a layer's heads, ``attnviz check`` prints the probe report.
 
     attnviz render [--bidirectional] [--no-rope] [--layer L] [--backend eager|sdpa] [--model PATH] --out fig.png
+    attnviz render --length 32768 --pool 512 [--layer L] [--head H] [--log] ... --out fig.png
     attnviz check [--model PATH] [--bidirectional] [--no-rope] [--backend ...]
+
+``render`` draws every head of a layer for a short input (up to 128 tokens); with ``--pool N`` it
+draws one head of a long input instead, as ``attnviz.attention_map`` pools it to N x N blocks,
+with its attention by distance beside it.
 
 Without ``--model`` a tiny random Llama is used. ``--model`` loads a local folder with
 ``from_pretrained`` (safetensors only, never remote code). Errors print one line and exit 2.
@@ -34,9 +39,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-rope", action="store_true", help="remove rotary position embeddings")
         p.add_argument("--length", type=int, default=16, help="number of input positions (default 16)")
 
-    render = sub.add_parser("render", help="draw every head of one layer to an image file")
+    render = sub.add_parser("render", help="draw every head of one layer (or, with --pool, one head) to an image file")
     common(render)
     render.add_argument("--layer", type=int, default=0, help="layer to draw (default 0)")
+    render.add_argument(
+        "--pool", type=int, metavar="N", help="draw one head of a long input pooled to N x N blocks (e.g. 512)"
+    )
+    render.add_argument("--head", type=int, help="with --pool: the head to draw (default 0)")
+    render.add_argument("--log", action="store_true", help="with --pool: a logarithmic colour scale")
     render.add_argument("--out", type=Path, required=True, help="output image, e.g. fig.png")
     check = sub.add_parser("check", help="print whether the model attends both ways and uses positions")
     common(check)
@@ -80,10 +90,15 @@ def _load(args):
     from attnviz.families import find_backbone
     from attnviz.models import tiny_model
 
-    if args.length < 3 or args.length > 128:
-        raise UsageError(f"--length must be between 3 and 128; got {args.length}")
+    if getattr(args, "pool", None) is None and not 3 <= args.length <= 128:
+        more = "; with --pool N, render draws longer inputs as a pooled map" if args.command == "render" else ""
+        raise UsageError(f"--length must be between 3 and 128{more}; got {args.length}")
+    if args.length < 3:
+        raise UsageError(f"--length must be at least 3; got {args.length}")
     if args.model is None:
-        model = tiny_model(attn_implementation=args.backend or "eager")
+        # a pooled map of a long input runs on sdpa unless told otherwise: eager builds seq x seq masks
+        default = "sdpa" if getattr(args, "pool", None) is not None else "eager"
+        model = tiny_model(attn_implementation=args.backend or default, max_position_embeddings=max(512, args.length))
     else:
         from transformers.utils import logging as hf_logging
 
@@ -141,22 +156,47 @@ def render(args) -> int:
         raise UsageError(f"--out {args.out}: use a .png, .svg, .pdf or .jpg file name")
     if not args.out.parent.exists():
         raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    if args.pool is None and (args.head is not None or args.log):
+        flag = "--head" if args.head is not None else "--log"
+        raise UsageError(f"{flag} needs --pool N: without it, render draws every head of --layer")
+    if args.pool is not None and not 2 <= args.pool <= args.length:
+        raise UsageError(f"--pool {args.pool}: blocks per side, between 2 and --length ({args.length})")
     model, input_ids = _load(args)
-    layers = find_backbone(model).config.num_hidden_layers
+    config = find_backbone(model).config
+    layers = config.num_hidden_layers
     if not -layers <= args.layer < layers:
         raise UsageError(f"--layer {args.layer}: the model has {layers} layers (0-{layers - 1})")
-    with _patched(model, args):
-        attentions = capture_attention(model, input_ids=input_ids)
-    q_len = attentions[args.layer].shape[-2]
-    layer = range(layers)[args.layer]
-    allowed = layer_mask(q_len, bidirectional=args.bidirectional, window=sliding_windows(model).get(layer))
-    fig = head_grid(attentions, args.layer, mask=allowed, title=f"Layer {args.layer}, {_describe(args)}")
+    if args.pool is not None:
+        fig = _pooled_figure(model, input_ids, args, config.num_attention_heads)
+    else:
+        with _patched(model, args):
+            attentions = capture_attention(model, input_ids=input_ids)
+        q_len = attentions[args.layer].shape[-2]
+        layer = range(layers)[args.layer]
+        allowed = layer_mask(q_len, bidirectional=args.bidirectional, window=sliding_windows(model).get(layer))
+        fig = head_grid(attentions, args.layer, mask=allowed, title=f"Layer {args.layer}, {_describe(args)}")
     try:
         fig.savefig(args.out, dpi=120)
     except OSError as error:
         raise UsageError(f"--out {args.out}: cannot write it ({error.strerror or error})") from error
     print(f"wrote {args.out}")
     return 0
+
+
+def _pooled_figure(model, input_ids, args, heads: int):
+    from attnviz.longmap import attention_map
+    from attnviz.plot import map_and_distance
+
+    head = 0 if args.head is None else args.head
+    if not -heads <= head < heads:
+        raise UsageError(f"--head {head}: the model has {heads} heads per layer (0-{heads - 1})")
+    with _patched(model, args):
+        try:
+            result = attention_map(model, layer=args.layer, head=head, size=args.pool, input_ids=input_ids)
+        except MemoryError as error:
+            raise UsageError(str(error).replace("model.set_attn_implementation('sdpa')", "--backend sdpa")) from error
+    title = f"Layer {args.layer}, head {head}, {_describe(args)}: {args.length:,} tokens"
+    return map_and_distance(result, log=args.log, title=title)
 
 
 def check(args) -> int:

@@ -616,3 +616,201 @@ def compat_matrix(rows: Sequence[dict], title: str | None = None):
     )
     ax.set_title(title or "Does the patched model attend both ways? (the probes' verdict)", pad=22)
     return fig
+
+
+# -- long inputs: pooled maps and attention by distance (chapter 12) --------------------------
+def _tokens_label(x, _position=None) -> str:
+    """A token position or offset for an axis: 8192 -> '8k', 1536 -> '1.5k', 100 -> '100'."""
+    if abs(x) >= 1024:
+        return f"{x / 1024:g}k"
+    return f"{x:g}"
+
+
+def _token_axis(axis, seq: int) -> None:
+    """Ticks at round token counts (a power of two, 3 to 8 of them), labelled in k."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    step = 2 ** max(0, int(np.floor(np.log2(max(seq, 4) / 4))))
+    axis.set_major_locator(MultipleLocator(step))
+    axis.set_major_formatter(FuncFormatter(_tokens_label))
+
+
+def _as_pooled(item, name: str):
+    """(pooled array, edges array, masked array or None) of one map: an AttentionMap or a (pooled, edges) pair."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ValueError(
+            f"{name} must be what attnviz.attention_map returns (or a (pooled, edges) pair); got {type(item).__name__}."
+        )
+    pooled = _as_2d_array(item[0], f"{name}'s pooled weights")
+    edges = np.asarray(item[1].cpu() if isinstance(item[1], torch.Tensor) else item[1], dtype=np.int64)
+    if pooled.shape[0] != pooled.shape[1] or edges.shape != (pooled.shape[0] + 1,):
+        raise ValueError(
+            f"{name}: a pooled map is (size, size) with size + 1 edges; got {pooled.shape} and {edges.shape[0]} edges."
+        )
+    allowed = getattr(item, "allowed", None)
+    masked = None if allowed is None else ~np.asarray(allowed.cpu(), dtype=bool)
+    return pooled, edges, masked
+
+
+def _draw_pooled(ax, pooled, edges, masked, norm, title):
+    import matplotlib
+    from matplotlib.colors import LogNorm
+
+    colormap = matplotlib.colormaps["viridis"].with_extremes(bad=MASKED_COLOR)
+    if isinstance(norm, LogNorm):  # an allowed block whose weights all underflowed to 0: the lowest colour
+        pooled = np.where(pooled > 0, pooled, norm.vmin)
+    data = np.ma.masked_array(pooled, mask=np.zeros_like(pooled, dtype=bool) if masked is None else masked)
+    widths = np.diff(edges)
+    if (widths == widths[0]).all():
+        image = ax.imshow(
+            data,
+            cmap=colormap,
+            norm=norm,
+            interpolation="nearest",
+            extent=(edges[0], edges[-1], edges[-1], edges[0]),
+            aspect="equal",
+        )
+    else:  # blocks of unequal width: draw each at its own size
+        image = ax.pcolormesh(edges, edges, data, cmap=colormap, norm=norm, rasterized=True)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(edges[-1], edges[0])
+        ax.set_aspect("equal")
+    seq = int(edges[-1])
+    _token_axis(ax.xaxis, seq)
+    _token_axis(ax.yaxis, seq)
+    ax.set_xlabel("key position (tokens)")
+    ax.set_ylabel("query position (tokens)")
+    if title:
+        ax.set_title(title)
+    return image
+
+
+def pooled_map(
+    maps,
+    titles: Sequence[str] | None = None,
+    *,
+    log: bool = False,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    suptitle: str | None = None,
+    ax=None,
+):
+    """Draw pooled attention maps of long inputs, from ``attnviz.attention_map``; return the Figure.
+
+    Axes are token positions (ticks in k), so a map of 32k tokens pooled to 512 x 512 reads like
+    the sequence itself. Blocks where the mask lets no query attend to any key are flat grey,
+    outside the colour scale (known from the mask, never guessed from a weight).
+
+    Args:
+        maps: one ``AttentionMap`` (or a ``(pooled, edges)`` pair), or a list of one or two, drawn
+            side by side on one colour scale.
+        titles: one title per map.
+        log: a logarithmic colour scale, from the smallest positive weight (at least ``vmax / 1e6``)
+            up: far, faint attention becomes visible next to the sharp local peaks.
+        vmin, vmax: the colour range, by default that of the allowed blocks.
+        ax: draw one map into this Axes instead of a new Figure.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    several = isinstance(maps, (list, tuple)) and len(maps) > 0 and isinstance(maps[0], (list, tuple))
+    items = list(maps) if several else [maps]
+    if not 1 <= len(items) <= 2:
+        raise ValueError(f"pooled_map draws one or two maps side by side (to fit the page); got {len(items)}.")
+    if ax is not None and len(items) != 1:
+        raise ValueError("pass one map with ax=...; two maps make their own Figure.")
+    if titles is not None and len(titles) != len(items):
+        raise ValueError(f"got {len(items)} maps but {len(titles)} titles; give one title per map.")
+    prepared = [_as_pooled(item, f"map {i}") for i, item in enumerate(items)]
+    visible = np.concatenate([p[~m].ravel() if m is not None else p.ravel() for p, _, m in prepared])
+    high = float(visible.max()) if visible.size else 1.0
+    high = vmax if vmax is not None else (high or 1.0)
+    if log:
+        positive = visible[visible > 0]
+        low = float(positive.min()) if positive.size else high * 1e-6
+        norm = LogNorm(vmin=vmin if vmin is not None else max(low, high * 1e-6), vmax=high)
+    else:
+        norm = Normalize(vmin=0.0 if vmin is None else vmin, vmax=high)
+    if ax is None:
+        fig = _new_figure(figsize=(6.8, 3.5) if len(items) == 2 else (4.6, 3.9))
+        axes = fig.subplots(1, len(items), squeeze=False)[0]
+    else:
+        fig, axes = ax.figure, [ax]
+    image = None
+    for i, (axis, (pooled, edges, masked)) in enumerate(zip(axes, prepared, strict=True)):
+        image = _draw_pooled(axis, pooled, edges, masked, norm, titles[i] if titles else None)
+        if i:
+            axis.set_ylabel("")
+    how = getattr(items[0], "reduce", None)
+    label = "attention weight" + (f" (block {how})" if how else "")
+    fig.colorbar(image, ax=list(axes), label=label, shrink=0.85)
+    if any(m is not None and m.any() for _, _, m in prepared):
+        _masked_legend(axes[0])
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def _distance_of(item, label: str):
+    distance = getattr(item, "distance", item)
+    if not hasattr(distance, "binned"):
+        raise ValueError(
+            f"series {label!r} must be what attnviz.attention_map returns, or its .distance; got {type(item).__name__}."
+        )
+    return distance
+
+
+def attention_by_distance(
+    series: dict,
+    *,
+    per_octave: int = 4,
+    title: str | None = None,
+    ax=None,
+):
+    """Plot the mean attention weight against the offset query - key, log-binned; return the Figure.
+
+    One curve per entry of ``series`` (label -> ``AttentionMap`` or its ``.distance``). The x axis is
+    logarithmic on both sides of 0 (keys before the query on the right, after it on the left), the y
+    axis logarithmic: a local window shows as weight that stops at its width, a strong previous-token
+    head as a peak at offset 1, and a head that ignores positions as a flat line. Offsets where every
+    weight is 0 (masked) leave a gap.
+    """
+    if not series:
+        raise ValueError("attention_by_distance needs at least one series, e.g. {'RoPE': attention_map(...)}.")
+    curves_ = {label: _distance_of(item, label).binned(per_octave) for label, item in series.items()}
+    if ax is None:
+        ax = _new_figure(figsize=(6.8, 3.3)).add_subplot()
+    fig = ax.figure
+    from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
+
+    both_ways = False  # does any curve have weight on keys after the query?
+    for label, (offset, mean) in curves_.items():
+        shown = np.where(mean > 0, mean, np.nan)  # log scale: a masked offset leaves a gap
+        ax.plot(offset, shown, marker="o", markersize=3, label=label)
+        both_ways |= bool((mean[offset < 0] > 0).any())
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(SymmetricalLogLocator(base=8, linthresh=1.0))  # 1, 8, 64, 512, 4k, 32k
+    ax.xaxis.set_major_formatter(FuncFormatter(_tokens_label))
+    ax.axvline(0, color="0.6", linewidth=0.8)
+    after = ", < 0: after it" if both_ways else ""
+    ax.set_xlabel(f"query − key position (tokens; > 0: key before the query{after})")
+    ax.set_ylabel("mean attention weight")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    if len(series) > 1 or next(iter(series)):
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    return fig
+
+
+def map_and_distance(result, *, log: bool = False, title: str | None = None):
+    """One ``attnviz.attention_map`` result as two panels: the pooled map and its attention by distance."""
+    fig = _new_figure(figsize=(6.8, 3.3))
+    left, right = fig.subplots(1, 2, width_ratios=(1.0, 1.15))
+    pooled_map(result, log=log, ax=left)
+    attention_by_distance({"": result}, ax=right)
+    right.set_ylabel("mean weight")
+    right.set_xlabel("query − key position (tokens)")
+    if title:
+        fig.suptitle(title)
+    return fig
