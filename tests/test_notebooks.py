@@ -36,7 +36,7 @@ def test_setup_cell_is_first_and_matches_config(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     assert "".join(first_code["source"]) == sync_notebooks.setup_source()
-    assert "hide-output" in first_code["metadata"]["tags"]
+    assert {"remove-input", "hide-output"} <= set(first_code["metadata"]["tags"]), "the page shows no installer"
     assert sync_notebooks.repository_url() in sync_notebooks.setup_source()
 
 
@@ -144,3 +144,38 @@ def test_claims_are_checked_by_code(path):
     checking = [c for c in nb["cells"] if c["cell_type"] == "code" and checks_in("".join(c["source"]))]
     least = 2 if path.name.startswith("00_") else 4  # the two-screen on-ramp makes few claims
     assert len(checking) >= least, f"{path.name}: only {len(checking)} cells check a claim"
+
+
+# Tags under which the page does not show a cell's input (Jupyter Book 1.x / MyST-NB): the cell
+# still runs and still fails the build. hide-input and hide-cell fold the input behind a toggle.
+HIDDEN_INPUT = {"remove-input", "hide-input", "remove-cell", "hide-cell"}
+MOST_VISIBLE_CHECKS = 3
+
+
+def visible_checks(nb: dict) -> int:
+    """How many checks sit in code cells whose input the page shows."""
+    return sum(
+        checks_in("".join(cell["source"]))
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code" and not HIDDEN_INPUT & set(cell["metadata"].get("tags", []))
+    )
+
+
+def test_visible_checks_counts_only_shown_cells():
+    def code(source, *tags):
+        return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source}
+
+    nb = {"cells": [code("x = 1\nassert x == 1"), code("assert x", "remove-input"), code("assert x", "hide-input")]}
+    nb["cells"] += [code("assert_close(x, x)", "hide-output"), {"cell_type": "markdown", "source": "assert x"}]
+    assert visible_checks(nb) == 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_checks_stay_out_of_the_reading_path(path):
+    """A chapter reads like an explanation, not a test suite: its checks run in cells the page does
+    not show (tag them remove-input, or hide-input where a reader may want to look)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    shown = visible_checks(nb)
+    assert shown <= MOST_VISIBLE_CHECKS, (
+        f"{path.name} shows {shown} assert statements; move checks into a following remove-input cell"
+    )
