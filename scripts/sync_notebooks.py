@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SETUP_TAG = "hide-output"
+# the page shows neither the installer (remove-input) nor, until clicked, its output (hide-output)
+SETUP_TAGS = ("remove-input", "hide-output")
 SETUP_MARKER = "# attnviz setup cell"
 
 
@@ -68,8 +69,9 @@ def synced(nb: dict) -> dict:
     setup = code_cells[0]
     setup["source"] = setup_source().splitlines(keepends=True)
     tags = setup.setdefault("metadata", {}).setdefault("tags", [])
-    if SETUP_TAG not in tags:
-        tags.append(SETUP_TAG)
+    for tag in SETUP_TAGS:
+        if tag not in tags:
+            tags.append(tag)
     for cell in code_cells:
         cell["outputs"] = []
         cell["execution_count"] = None

@@ -15,6 +15,7 @@ from attnviz import diagrams
 ALL = {
     "attention_in_one_picture": lambda: diagrams.attention_in_one_picture(),
     "shape_flow": lambda: diagrams.shape_flow(attnviz.tiny_config()),
+    "eager_steps": lambda: diagrams.eager_steps(),
     "kv_groups": lambda: diagrams.kv_groups(8, 2),
     "rotating_pair": lambda: diagrams.rotating_pair(),
     "pairing_layouts": lambda: diagrams.pairing_layouts(8),
@@ -66,6 +67,20 @@ def test_shape_flow_shows_the_configs_own_sizes():
     config = attnviz.tiny_config(num_attention_heads=8, num_key_value_heads=2, hidden_size=256, head_dim=64)
     big = "\n".join(_strings(diagrams.shape_flow(config, seq_len=10, batch=2)))
     assert "(2, 8, 10, 64)" in big and "(2, 10, 512) → (2, 10, 256)" in big and "(2, 8, 10, 10)" in big
+
+
+def test_eager_steps_follow_the_installed_source_in_order():
+    import inspect
+
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    source = inspect.getsource(eager_attention_forward)
+    where = [source.find(fragment) for _, fragment in diagrams.EAGER_STEPS]
+    assert -1 not in where, [f for (_, f), at in zip(diagrams.EAGER_STEPS, where, strict=True) if at < 0]
+    assert where == sorted(where), "the picture's steps are out of the source's order"
+    text = _strings(diagrams.eager_steps(num_attention_heads=8, num_key_value_heads=2, seq_len=5, head_dim=64))
+    assert "(1, 8, 5, 5)" in text and "(1, 5, 8, 64)" in text
+    assert [label for label, _ in diagrams.EAGER_STEPS] == [t for t in text if t in dict(diagrams.EAGER_STEPS)]
 
 
 def test_kv_groups_draws_every_head_in_its_group():

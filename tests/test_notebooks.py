@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import nbformat
 import pytest
 import sync_notebooks  # scripts/, which conftest puts on sys.path
-from conftest import CHAPTERS, ROOT
+from conftest import CHAPTERS, ROOT, VENV_BIN
 from nbclient import NotebookClient
 
 NOTEBOOKS = CHAPTERS
@@ -36,7 +37,7 @@ def test_setup_cell_is_first_and_matches_config(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     assert "".join(first_code["source"]) == sync_notebooks.setup_source()
-    assert "hide-output" in first_code["metadata"]["tags"]
+    assert {"remove-input", "hide-output"} <= set(first_code["metadata"]["tags"]), "the page shows no installer"
     assert sync_notebooks.repository_url() in sync_notebooks.setup_source()
 
 
@@ -144,3 +145,83 @@ def test_claims_are_checked_by_code(path):
     checking = [c for c in nb["cells"] if c["cell_type"] == "code" and checks_in("".join(c["source"]))]
     least = 2 if path.name.startswith("00_") else 4  # the two-screen on-ramp makes few claims
     assert len(checking) >= least, f"{path.name}: only {len(checking)} cells check a claim"
+
+
+# Tags under which the page does not show a cell's input (Jupyter Book 1.x / MyST-NB): the cell
+# still runs and still fails the build. hide-input and hide-cell fold the input behind a toggle.
+HIDDEN_INPUT = {"remove-input", "hide-input", "remove-cell", "hide-cell"}
+MOST_VISIBLE_CHECKS = 3
+
+
+def visible_checks(nb: dict) -> int:
+    """How many checks sit in code cells whose input the page shows."""
+    return sum(
+        checks_in("".join(cell["source"]))
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code" and not HIDDEN_INPUT & set(cell["metadata"].get("tags", []))
+    )
+
+
+def test_visible_checks_counts_only_shown_cells():
+    def code(source, *tags):
+        return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source}
+
+    nb = {"cells": [code("x = 1\nassert x == 1"), code("assert x", "remove-input"), code("assert x", "hide-input")]}
+    nb["cells"] += [code("assert_close(x, x)", "hide-output"), {"cell_type": "markdown", "source": "assert x"}]
+    assert visible_checks(nb) == 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_checks_stay_out_of_the_reading_path(path):
+    """A chapter reads like an explanation, not a test suite: its checks run in cells the page does
+    not show (tag them remove-input, or hide-input where a reader may want to look)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    shown = visible_checks(nb)
+    assert shown <= MOST_VISIBLE_CHECKS, (
+        f"{path.name} shows {shown} assert statements; move checks into a following remove-input cell"
+    )
+
+
+def tiny_book(where, check: str):
+    """A one-chapter book built with this book's execution settings; its chapter hides `check`."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    nb_settings = {k: v for k, v in config["sphinx"]["config"].items() if k.startswith("nb_")}
+    where.mkdir()
+    tiny = {"title": "tiny", "only_build_toc_files": True, "execute": config["execute"]}
+    tiny["sphinx"] = {"config": nb_settings}
+    (where / "_config.yml").write_text(yaml.safe_dump(tiny), encoding="utf-8")
+    toc = {"format": "jb-book", "root": "intro", "chapters": [{"file": "chapter"}]}
+    (where / "_toc.yml").write_text(yaml.safe_dump(toc), encoding="utf-8")
+    (where / "intro.md").write_text("# Intro\n", encoding="utf-8")
+    nb = nbformat.v4.new_notebook(metadata=json.loads(NOTEBOOKS[0].read_text(encoding="utf-8"))["metadata"])
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("answer = 6 * 7\nprint('answer =', answer)"),
+        nbformat.v4.new_code_cell(check, metadata={"tags": ["remove-input"]}),
+    ]
+    nbformat.write(nb, where / "chapter.ipynb")
+    result = subprocess.run(
+        [str(VENV_BIN / "jupyter-book"), "build", str(where), "-W", "-n", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # without the colours
+    return result.returncode, log, where / "_build" / "html" / "chapter.html"
+
+
+@pytest.mark.book
+def test_a_failing_hidden_check_fails_the_build(tmp_path):
+    """remove-input hides a check from the page, not from the build: the book's own execution
+    settings (myst-nb, allow_errors false, -W) still run it, and a false claim stops the build."""
+    rc, log, page = tiny_book(tmp_path / "passing", "assert answer == 42, 'hidden check: the answer'")
+    assert rc == 0, log[-3000:]
+    html = page.read_text(encoding="utf-8")
+    assert "answer = 42" in html, "the printed line stays on the page"
+    assert "hidden check" not in html, "remove-input left the check's code on the page"
+
+    rc, log, _ = tiny_book(tmp_path / "failing", "assert answer == 41, 'hidden check: the answer'")
+    assert rc != 0, "a false hidden check did not fail the build"
+    assert "AssertionError: hidden check: the answer" in log, log[-3000:]

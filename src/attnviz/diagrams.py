@@ -6,6 +6,7 @@ pictures come from the arguments (a config, a number of heads), never from a typ
 
 - ``attention_in_one_picture``: queries, keys, values and one weight matrix (the on-ramp page);
 - ``shape_flow``: the tensor shapes through ``LlamaAttention.forward`` (chapter 1);
+- ``eager_steps``: the six steps of ``eager_attention_forward`` (chapter 2);
 - ``kv_groups``: query heads sharing key/value heads (chapter 3);
 - ``rotating_pair`` and ``pairing_layouts``: one RoPE pair turning with position, and the two ways
   of pairing features (chapter 4);
@@ -192,6 +193,50 @@ def shape_flow(config, seq_len: int = 6, batch: int = 1):
         fontsize=FONT - 1,
         style="italic",
     )
+    return fig
+
+
+# The steps of transformers' eager_attention_forward, in order: (label, a fragment of the line of
+# source that does it). tests/test_diagrams.py checks every fragment against the installed source.
+EAGER_STEPS = (
+    ("repeat_kv\nkeys, values", "repeat_kv(key, module.num_key_value_groups)"),
+    ("scores\nq·kᵀ × scaling", "torch.matmul(query, key_states.transpose(2, 3)) * scaling"),
+    ("+ mask\n(finfo.min\non the future)", "attn_weights + attention_mask"),
+    ("softmax\nin float32", "softmax(attn_weights, dim=-1, dtype=torch.float32)"),
+    ("dropout\n(training\nonly)", "dropout(attn_weights, p=dropout, training=module.training)"),
+    ("weights @ v,\ntranspose", "torch.matmul(attn_weights, value_states)"),
+)
+
+
+def eager_steps(num_attention_heads: int = 4, num_key_value_heads: int = 2, seq_len: int = 8, head_dim: int = 32):
+    """The six steps of ``eager_attention_forward``, with the shape each one leaves (batch 1)."""
+    H, KV, S, D = num_attention_heads, num_key_value_heads, seq_len, head_dim  # noqa: N806
+    shapes = (
+        f"k, v: (1, {KV}, {S}, {D})\n→ (1, {H}, {S}, {D})",
+        f"(1, {H}, {S}, {S})",
+        f"(1, {H}, {S}, {S})",
+        f"(1, {H}, {S}, {S})\nrows sum to 1",
+        f"(1, {H}, {S}, {S})",
+        f"(1, {S}, {H}, {D})",
+    )
+    fig = _figure(2.6)
+    ax = _canvas(fig)
+    ax.text(
+        50,
+        92,
+        f"eager_attention_forward, step by step: q (1, {H}, {S}, {D}), k and v (1, {KV}, {S}, {D})",
+        ha="center",
+        fontsize=FONT + 1,
+        weight="bold",
+    )
+    colors = ("key", "weights", "weights", "weights", "weights", "value")
+    step = 100 / len(EAGER_STEPS)
+    for index, ((label, _), shape, color) in enumerate(zip(EAGER_STEPS, shapes, colors, strict=True)):
+        x = step * (index + 0.5)
+        _box(ax, x, 56, step * 0.84, 34, label, color, size=FONT - 1)
+        ax.text(x, 22, shape, ha="center", va="top", fontsize=FONT - 1)
+        if index:
+            _arrow(ax, (x - step * 0.6, 56), (x - step * 0.4, 56))
     return fig
 
 
