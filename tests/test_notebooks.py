@@ -225,3 +225,54 @@ def test_a_failing_hidden_check_fails_the_build(tmp_path):
     rc, log, _ = tiny_book(tmp_path / "failing", "assert answer == 41, 'hidden check: the answer'")
     assert rc != 0, "a false hidden check did not fail the build"
     assert "AssertionError: hidden check: the answer" in log, log[-3000:]
+
+
+def exercises(nb: dict) -> list[tuple[str, str]]:
+    """The build-something exercises of a chapter: ``(function, check)`` names, one per run of
+    three code cells tagged ``skip-execution`` (the reader's stub, which the book does not run),
+    ``hide-input`` (a solution defining the same function) and ``remove-input`` (a hidden check
+    that defines ``check_*`` and calls it), in that order."""
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    found = []
+    for stub, solution, check in zip(code, code[1:], code[2:], strict=False):
+        tags = [c.get("metadata", {}).get("tags", []) for c in (stub, solution, check)]
+        if "skip-execution" not in tags[0]:
+            continue
+        assert "hide-input" in tags[1] and "remove-input" in tags[2], f"an exercise's cells are tagged {tags}"
+        sources = ["".join(c["source"]) for c in (stub, solution, check)]
+        defined = [{n.name for n in ast.parse(s).body if isinstance(n, ast.FunctionDef)} for s in sources]
+        (function,) = defined[0]  # the stub parses, though nothing runs it, and defines one function
+        assert function in defined[1], f"the solution does not define {function}"
+        (checker,) = {name for name in defined[2] if name.startswith("check_")}
+        assert f"{checker}({function})" in sources[2], f"the hidden cell does not call {checker}({function})"
+        found.append((function, checker))
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_has_an_exercise_that_builds_something(path):
+    """Each chapter asks the reader to write code: a stub the build skips, a solution, a check."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    found = exercises(nb)
+    assert found, f"{path.name} has no exercise with a skip-execution stub, hide-input solution, remove-input check"
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for _, checker in found:
+        assert f"`{checker}(fn)`" in text, f"{path.name}: the task text does not tell the reader about {checker}"
+    # the stub is skipped because the executors honour the tag: nbclient here, and jupyter-cache,
+    # which runs the book's notebooks through nbclient with its defaults
+    assert NotebookClient(nbformat.v4.new_notebook()).skip_cells_with_tag == "skip-execution"
+
+
+def test_exercises_are_read_from_the_tags():
+    def cell(source, *tags):
+        return nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})
+
+    stub = cell("def f(x):\n    ...  # your code here", "skip-execution")
+    solution = cell("def f(x):\n    return x", "hide-input")
+    check = cell("def check_f(fn):\n    assert fn(1) == 1\n\n\ncheck_f(f)", "remove-input")
+    assert exercises(nbformat.v4.new_notebook(cells=[stub, solution, check])) == [("f", "check_f")]
+    assert exercises(nbformat.v4.new_notebook(cells=[solution, check])) == []  # no stub
+    with pytest.raises(AssertionError, match="tagged"):
+        exercises(nbformat.v4.new_notebook(cells=[stub, solution, cell(check.source)]))  # check shown
+    with pytest.raises(AssertionError, match="does not call"):
+        exercises(nbformat.v4.new_notebook(cells=[stub, solution, cell("def check_f(fn):\n    pass", "remove-input")]))
