@@ -147,7 +147,7 @@ def _mark_not_mutated(path: Path, functions: list[str]) -> None:
     """Put mutmut's ``# pragma: no mutate block`` on the ``def`` line of each named function."""
     text = path.read_text(encoding="utf-8")
     for name in functions:
-        pattern = re.compile(rf"^(\s*def {name}\(.*\):)[ \t]*$", re.M)
+        pattern = re.compile(rf"^(\s*def {name}\(.*\)(?:\s*->\s*[^:]+)?:)[ \t]*$", re.M)  # return annotation too
         text, found = pattern.subn(r"\1  # pragma: no mutate block", text)
         if found != 1:
             raise SystemExit(f"{path.name}: expected one one-line `def {name}(...):`, found {found}")

@@ -108,7 +108,14 @@ def test_loading_shows_no_progress_bar_and_leaves_the_setting_alone(capfd):
     # fetch the widget manager from a CDN (chapter 4 loads the demo)
     from transformers.utils import logging as hf_logging
 
-    assert hf_logging.is_progress_bar_enabled()
-    attnviz.load_demo()
-    assert "Loading weights" not in capfd.readouterr().err
-    assert hf_logging.is_progress_bar_enabled(), "the caller's progress-bar setting is put back"
+    was_on = hf_logging.is_progress_bar_enabled()  # other tests may have turned the bars off
+    hf_logging.enable_progress_bar()
+    try:
+        attnviz.load_demo()
+        assert "Loading weights" not in capfd.readouterr().err
+        assert hf_logging.is_progress_bar_enabled(), "the caller's progress-bar setting is put back"
+        hf_logging.disable_progress_bar()
+        attnviz.load_demo()
+        assert not hf_logging.is_progress_bar_enabled(), "a caller's 'off' stays off"
+    finally:
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()

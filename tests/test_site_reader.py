@@ -279,3 +279,13 @@ def test_figures_are_not_shrunk_past_reading(browser, server, page_name):
     page.close()
     shrunk = [(src.rsplit("/", 1)[-1], natural, round(shown)) for src, natural, shown in sizes if natural > 1.6 * shown]
     assert not shrunk, f"{page_name}: figures shrunk more than 1.6x: {shrunk}"
+
+
+@pytest.mark.parametrize("page_name", CHAPTERS)
+def test_every_figure_says_what_it_shows(build_log, page_name):
+    """A figure's alt text describes it (cell metadata mystnb.image.alt), not its hashed file name."""
+    images = _soup(page_name).select("main .cell_output img")
+    for image in images:
+        alt = image.get("alt", "")
+        assert "_images/" not in alt and not alt.endswith(".png"), f"{page_name}: alt text is a file name: {alt}"
+        assert len(alt.split()) >= 8, f"{page_name}: {image.get('src')} has no real alt text ({alt!r})"
