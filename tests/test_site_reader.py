@@ -191,7 +191,7 @@ def test_desktop_screenshot(browser, server, page_name):
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_chapter_9_diffs_colour_added_and_removed_lines(browser, server, theme):
-    page = _open(browser, server, "notebooks/09_beyond_llama", DESKTOP)
+    page = _open(browser, server, "notebooks/11_beyond_llama", DESKTOP)
     page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
     styles = page.evaluate(
         """() => Object.fromEntries(['.highlight .gi', '.highlight .gd', '.highlight pre'].map(s => {
@@ -230,11 +230,11 @@ def test_every_page_has_a_favicon(browser, server):
     page.close()
 
 
-# --- 9. chapter 8 carries no unused widget state ---------------------------------------------
+# --- 9. chapter 9 carries no unused widget state ---------------------------------------------
 
 
 def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
-    soup = _soup("notebooks/08_explorer")
+    soup = _soup("notebooks/09_explorer")
     assert not soup.select("script[type='application/vnd.jupyter.widget-state+json']")
     sources = [s.get("src", "") for s in soup.find_all("script")]
     assert not [s for s in sources if "require" in s or "html-manager" in s or "embed-amd" in s], sources
@@ -243,7 +243,7 @@ def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, serv
     page = browser.new_page(viewport=DESKTOP)
     page.on("request", lambda r: requested.append(r.url))
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server) else route.abort())
-    page.goto(urljoin(server, "notebooks/08_explorer.html"), wait_until="load")
+    page.goto(urljoin(server, "notebooks/09_explorer.html"), wait_until="load")
     assert not [u for u in requested if "require" in u or "html-manager" in u or "embed-amd" in u], requested
     page.close()
 
