@@ -73,12 +73,8 @@ def test_chapter_5_shows_its_equivalence_matrix_as_a_table(build_log):
     assert all(len(row) == 5 for row in matrix)
 
 
-def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log):
-    tables = _table_rows("notebooks/06_bidirectional_patch")
-    probes = next((t for t in tables if t and t[0] == ["model", "eager", "sdpa", "flex_attention"]), None)
-    assert probes, f"no per-backend probe table on chapter 6; tables: {tables}"
-    assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
-
+def test_chapter_6_shows_the_layer_0_evidence_of_the_compatibility_matrix(build_log):
+    tables = _table_rows("notebooks/06_patch_across_versions")
     # the compatibility matrix itself is a figure (releases x patches x backends x use_cache); the
     # table is its sdpa evidence: what the seed's layer 0 received on each release, with and without a cache
     committed = json.loads((ROOT / "book" / "data" / "compat.json").read_text(encoding="utf-8"))
@@ -93,9 +89,19 @@ def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log)
         assert verdict == ("both ways" if measured else "CAUSAL"), (version, cache)
 
 
-@pytest.mark.parametrize("page_name", ["notebooks/05_masks_and_backends", "notebooks/06_bidirectional_patch"])
+def test_chapter_7_shows_the_probe_table(build_log):
+    tables = _table_rows("notebooks/07_the_patch_that_works")
+    probes = next((t for t in tables if t and t[0] == ["model", "eager", "sdpa", "flex_attention"]), None)
+    assert probes, f"no per-backend probe table on chapter 7; tables: {tables}"
+    assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
+
+
+@pytest.mark.parametrize(
+    "page_name",
+    ["notebooks/05_masks_and_backends", "notebooks/06_patch_across_versions", "notebooks/07_the_patch_that_works"],
+)
 def test_chapter_tables_fit_the_desktop_column(browser, server, page_name):
-    """Chapter 6's matrix has seven columns; its last (attnviz) must not hide behind a scroll bar."""
+    """A chapter's tables fit the desktop column: none hides its last column behind a scroll bar."""
     page = _open(browser, server, page_name, DESKTOP)
     widths = page.evaluate(
         "[...document.querySelectorAll('main table')].map(t => [t.scrollWidth, t.parentElement.clientWidth])"

@@ -1,6 +1,6 @@
 """Make one Llama-family model bidirectional and position-free without editing transformers.
 
-Chapter 6 explains these on Llama; chapter 11 applies them to Mistral, Qwen2 and Qwen3, whose
+Chapter 7 explains these on Llama; chapter 11 applies them to Mistral, Qwen2 and Qwen3, whose
 backbones have the same ``rotary_emb`` attribute and the same ``is_causal`` handling.
 Everything here acts on one model object and can be undone: nothing in transformers' modules
 or classes is reassigned, and a config shared with other models is never written to.
