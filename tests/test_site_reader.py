@@ -196,8 +196,8 @@ def test_desktop_screenshot(browser, server, page_name):
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_chapter_9_diffs_colour_added_and_removed_lines(browser, server, theme):
-    page = _open(browser, server, "notebooks/11_beyond_llama", DESKTOP)
+def test_chapter_11_diffs_colour_added_and_removed_lines(browser, server, theme):
+    page = _open(browser, server, "notebooks/11_qk_norm", DESKTOP)
     page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
     styles = page.evaluate(
         """() => Object.fromEntries(['.highlight .gi', '.highlight .gd', '.highlight pre'].map(s => {
@@ -239,7 +239,7 @@ def test_every_page_has_a_favicon(browser, server):
 # --- 9. chapter 9 carries no unused widget state ---------------------------------------------
 
 
-def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
+def test_chapter_9_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
     soup = _soup("notebooks/09_explorer")
     assert not soup.select("script[type='application/vnd.jupyter.widget-state+json']")
     sources = [s.get("src", "") for s in soup.find_all("script")]
