@@ -7,7 +7,7 @@ BUILD_FLAGS := -W -n --keep-going
 
 # One OpenMP thread per torch process for the book and the tests: the models are tiny, and on a
 # 2-core machine where anything else runs, torch's default threads spin against each other (a
-# training step of chapter 7 went from 0.045 s to 1.7 s). Benchmarks keep torch's default.
+# training step of chapter 8 went from 0.045 s to 1.7 s). Benchmarks keep torch's default.
 book test test-fast: export OMP_NUM_THREADS = 1
 
 .PHONY: book test test-fast lint format sync clean help chromium bench drift recipes mutation
@@ -21,7 +21,7 @@ help:
 	@echo "make test-fast  lint and the package tests only (no book build, no browser, no older transformers; under 2 minutes)"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~40 min)"
-	@echo "make recipes  re-measure chapter 11's recipe matrix (book/data/recipes.json; about an hour)"
+	@echo "make recipes  re-measure chapter 10's recipe matrix (book/data/recipes.json; about an hour)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
 	@echo "make mutation  mutation-test the core modules (MODULE=patch for one); writes benchmarks/results/mutation.json"
 	@echo "make clean  remove _build (keeps .venv)"
@@ -87,7 +87,7 @@ bench: $(STAMP)
 drift: $(STAMP)
 	$(BIN)/python scripts/drift.py $(if $(strip $(DRIFT_VERSIONS)),--versions $(DRIFT_VERSIONS))
 
-# Chapter 11's recipe matrix: every recipe on every transformers release of scripts/recipe_matrix.py,
+# Chapter 10's recipe matrix: every recipe on every transformers release of scripts/recipe_matrix.py,
 # each release in a throw-away environment under .recipe-envs (git-ignored; reused by a second run)
 # that shares .venv's torch. RECIPE_VERSIONS="5.24.0" re-measures those releases only.
 recipes: $(STAMP)

@@ -22,8 +22,8 @@ fit, and says so.
     python benchmarks/gpu.py --only long_context [--seq 131072]      # the long-context case alone
     python benchmarks/gpu.py --only long_context --device cpu --seq 1024  # a quick check, anywhere
 Writes gpu.json and gpu_long_context.json (only the latter with --only long_context), which
-chapters 10 and 11 read. A CPU check writes to _build/gpu-check/ unless --out says otherwise:
-chapter 12 refuses a gpu_long_context.json that was not measured on a GPU.
+chapters 13 and 14 read. A CPU check writes to _build/gpu-check/ unless --out says otherwise:
+chapter 14 refuses a gpu_long_context.json that was not measured on a GPU.
 """
 
 import argparse

@@ -1,6 +1,6 @@
-"""Chapter 8's live explorer as built: a control change through forward pass and redraw, bytes, requests.
+"""Chapter 9's live explorer as built: a control change through forward pass and redraw, bytes, requests.
 
-Serves the built site (``_build/html``; ``make book`` first) on 127.0.0.1 and drives chapter 8 in
+Serves the built site (``_build/html``; ``make book`` first) on 127.0.0.1 and drives chapter 9 in
 Debian's headless chromium with Playwright:
 
 - speed: at 8, 32 and 64 tokens, the reader's controls in turn (mask, positions, layer, head),
@@ -39,7 +39,7 @@ from _common import write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
-CHAPTER = "notebooks/08_explorer.html"
+CHAPTER = "notebooks/09_explorer.html"
 CHROMIUM = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 LENGTHS = (8, 32, 64)
@@ -195,7 +195,7 @@ def main() -> int:
     p95_32 = next(row["change_p95_ms"] for row in rows if row["tokens"] == 32)
     ok = p95_32 <= TARGET_P95_MS and added <= TARGET_BYTES and not off_site and not off_disk
 
-    print(f"chapter 8's live explorer, as built, in headless Chromium {version} at 1280 px")
+    print(f"chapter 9's live explorer, as built, in headless Chromium {version} at 1280 px")
     print(
         f"a control change, through forward pass and redraw, {args.changes} per length in {ROUNDS} rounds "
         f"(ms; load average {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs):"

@@ -14,7 +14,7 @@ this script
 4. runs the compatibility probes of chapter 6 (the seed's patch, STATE's later patch, attnviz's
    own; eager and sdpa; without and with a KV cache) and compares each verdict, and the mask
    layer 0 receives, with the pinned release's row in book/data/compat.json;
-5. re-runs the pinned release's cells of chapter 11's recipe matrix (scripts/recipe_matrix.py:
+5. re-runs the pinned release's cells of chapter 10's recipe matrix (scripts/recipe_matrix.py:
    every recipe that runs on the pin, every backend, cache and batch cell) and compares them with
    book/data/recipes.json.
 
@@ -307,7 +307,7 @@ def check_version(version: str, base: Path, skip_chapters: bool) -> dict:
 
 
 def check_recipes(version: str, python: Path, base: Path) -> list[dict]:
-    """Re-run the pinned release's cells of book/data/recipes.json (chapter 11) on ``version``: what changed."""
+    """Re-run the pinned release's cells of book/data/recipes.json (chapter 10) on ``version``: what changed."""
     print(f"transformers {version}: recipe cells ...", flush=True)
     pin = pinned_transformers()
     pinned_rows = [r for r in json.loads(RECIPES.read_text(encoding="utf-8")) if r["transformers"] == pin]

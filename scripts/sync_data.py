@@ -1,7 +1,7 @@
 """Copy the data files the chapters read into the package, so a pip-installed attnviz has them.
 
-Chapters read `book/data/*.json` (chapter 6's compatibility table, chapter 11's recipe matrix, the older transformers
-source chapters 1 and 6 quote) and `benchmarks/results/*.json` (chapter 10). Those files stay
+Chapters read `book/data/*.json` (chapter 6's compatibility table, chapter 10's recipe matrix, the older transformers
+source chapters 1 and 6 quote) and `benchmarks/results/*.json` (chapter 13). Those files stay
 where the scripts write them (the source of truth); Colab and any other pip install of attnviz
 get the copies under `src/attnviz/data/`, which `attnviz.repo_file` falls back to. Never edit the
 copies: rerun this script.

@@ -128,7 +128,7 @@ def test_report_says_what_changed():
             "torch": "2.13.0+cpu",
             "tests": {"run": 10, "failed": [{"test": "tests/test_patch.py::test_x", "message": "AssertionError"}]},
             "chapters": [
-                {"chapter": "06_bidirectional_patch.ipynb", "ok": False, "cell": 7, "claim": "assert a", "error": "E"}
+                {"chapter": "06_patch_across_versions.ipynb", "ok": False, "cell": 7, "claim": "assert a", "error": "E"}
             ],
             "compat": [
                 {
@@ -145,7 +145,7 @@ def test_report_says_what_changed():
     report = drift.render(results, "5.24.0", "checking the requested release(s) 9.9.9")
     assert "## transformers 9.9.9 (torch 2.13.0+cpu): DRIFT" in report
     assert "`tests/test_patch.py::test_x`" in report
-    assert "06_bidirectional_patch.ipynb, cell 7: `assert a`" in report
+    assert "06_patch_across_versions.ipynb, cell 7: `assert a`" in report
     assert "attnviz / eager / use_cache=False: 5.24.0 {'refused': False} -> 9.9.9 {'refused': True}" in report
     assert "Older releases in book/data/compat.json: not re-measured" in report
 

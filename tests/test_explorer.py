@@ -51,7 +51,7 @@ def test_each_variant_draws_its_weights_and_reports_how_far_they_moved(demo, lay
     ids = attnviz.demo_example(tokenizer)
     explorer = attnviz.AttentionExplorer(model, tokenizer)
     explorer.layer.value = layer
-    explorer.head.value = 0  # it opens on head 3 (chapter 8's head); head 0 here
+    explorer.head.value = 0  # it opens on head 3 (chapter 9's head); head 0 here
     plain = unpatched_attentions(model, ids)[layer][0]  # (heads, q_len, k_len)
     for name, flags in attnviz.VARIANTS.items():
         explorer.causal.value = "bidirectional" if flags["bidirectional"] else "causal"
@@ -81,7 +81,7 @@ def test_masked_cells_come_from_the_variant_never_from_zero_weights(explorer):
 
 
 def test_it_opens_on_the_previous_token_head(explorer, demo):
-    """Chapter 8's image of the widget shows head 3, the head its text is about."""
+    """Chapter 9's image of the widget shows head 3, the head its text is about."""
     model, _ = demo
     assert explorer.head.value == 3 and explorer.layer.value == 0
     assert attnviz.offset_score(attnviz.capture_attention(model, input_ids=explorer.input_ids)[0]).argmax() == 3

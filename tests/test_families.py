@@ -1,4 +1,4 @@
-"""Beyond Llama: the patches, capture and probes on Mistral, Qwen2 and Qwen3 (chapter 9).
+"""Beyond Llama: the patches, capture and probes on Mistral, Qwen2 and Qwen3 (chapters 11 and 12).
 
 Every family is built tiny and random, with sliding windows where the family has them: Mistral's
 window covers every layer, Qwen2 and Qwen3 mix full and sliding layers through ``layer_types``.

@@ -245,10 +245,10 @@ def test_refuses_a_batch_a_cache_and_an_eager_forward_that_cannot_fit():
         attnviz.attention_map(eager, layer=1, head=0, input_ids=torch.zeros(1, 300_000, dtype=torch.long))
 
 
-def test_the_gpu_benchmark_long_context_case_runs_on_the_cpu_and_writes_what_chapter_11_reads(tmp_path):
+def test_the_gpu_benchmark_long_context_case_runs_on_the_cpu_and_writes_what_chapter_14_reads(tmp_path):
     """benchmarks/gpu.py measures 128k tokens on a lent GPU; the same command, checked here at 1k.
 
-    Chapter 12 reads gpu_long_context.json: these are the fields it prints and checks.
+    Chapter 14 reads gpu_long_context.json: these are the fields it prints and checks.
     """
     import json
     import subprocess

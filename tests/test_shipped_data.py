@@ -1,4 +1,4 @@
-"""The data chapters 6 and 10 read ship inside the package, identical to the repository's files.
+"""The data chapters 6 and 13 read ship inside the package, identical to the repository's files.
 
 A pip-installed attnviz (Colab) has no book/ or benchmarks/; `attnviz.repo_file` then falls back
 to the copies in src/attnviz/data, which scripts/sync_data.py writes. tests/test_notebooks.py

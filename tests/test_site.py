@@ -107,7 +107,7 @@ def test_kernel_free_explorer_redraws_on_a_toggle(browser, server):
     page = browser.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(urljoin(server, "notebooks/08_explorer.html"))
+    page.goto(urljoin(server, "notebooks/09_explorer.html"))
     page.wait_for_selector(".attnviz-static[data-state=ready]", timeout=30000)  # the model runs in the page
     canvas = page.locator(".attnviz-static canvas")
     assert canvas.count() == 1

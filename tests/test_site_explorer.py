@@ -1,4 +1,4 @@
-"""Chapter 8's kernel-free explorer as a reader meets it: the demo model run live in the page.
+"""Chapter 9's kernel-free explorer as a reader meets it: the demo model run live in the page.
 
 The built chapter is opened in headless Chromium (the browser and server of test_site.py), over
 http and from disk. The reader types, flips every control, points at cells and taps them on a
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 browser = test_site.browser
 server = test_site.server
-CHAPTER = "notebooks/08_explorer"
+CHAPTER = "notebooks/09_explorer"
 LIVE_PAGES = [CHAPTER, "book/playground"]  # the playground page holds the same live view alone
 VIEW = ".attnviz-static"
 PHONE = {"width": 390, "height": 844}

@@ -73,12 +73,8 @@ def test_chapter_5_shows_its_equivalence_matrix_as_a_table(build_log):
     assert all(len(row) == 5 for row in matrix)
 
 
-def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log):
-    tables = _table_rows("notebooks/06_bidirectional_patch")
-    probes = next((t for t in tables if t and t[0] == ["model", "eager", "sdpa", "flex_attention"]), None)
-    assert probes, f"no per-backend probe table on chapter 6; tables: {tables}"
-    assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
-
+def test_chapter_6_shows_the_layer_0_evidence_of_the_compatibility_matrix(build_log):
+    tables = _table_rows("notebooks/06_patch_across_versions")
     # the compatibility matrix itself is a figure (releases x patches x backends x use_cache); the
     # table is its sdpa evidence: what the seed's layer 0 received on each release, with and without a cache
     committed = json.loads((ROOT / "book" / "data" / "compat.json").read_text(encoding="utf-8"))
@@ -93,9 +89,19 @@ def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log)
         assert verdict == ("both ways" if measured else "CAUSAL"), (version, cache)
 
 
-@pytest.mark.parametrize("page_name", ["notebooks/05_masks_and_backends", "notebooks/06_bidirectional_patch"])
+def test_chapter_7_shows_the_probe_table(build_log):
+    tables = _table_rows("notebooks/07_the_patch_that_works")
+    probes = next((t for t in tables if t and t[0] == ["model", "eager", "sdpa", "flex_attention"]), None)
+    assert probes, f"no per-backend probe table on chapter 7; tables: {tables}"
+    assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
+
+
+@pytest.mark.parametrize(
+    "page_name",
+    ["notebooks/05_masks_and_backends", "notebooks/06_patch_across_versions", "notebooks/07_the_patch_that_works"],
+)
 def test_chapter_tables_fit_the_desktop_column(browser, server, page_name):
-    """Chapter 6's matrix has seven columns; its last (attnviz) must not hide behind a scroll bar."""
+    """A chapter's tables fit the desktop column: none hides its last column behind a scroll bar."""
     page = _open(browser, server, page_name, DESKTOP)
     widths = page.evaluate(
         "[...document.querySelectorAll('main table')].map(t => [t.scrollWidth, t.parentElement.clientWidth])"
@@ -190,8 +196,8 @@ def test_desktop_screenshot(browser, server, page_name):
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_chapter_9_diffs_colour_added_and_removed_lines(browser, server, theme):
-    page = _open(browser, server, "notebooks/09_beyond_llama", DESKTOP)
+def test_chapter_11_diffs_colour_added_and_removed_lines(browser, server, theme):
+    page = _open(browser, server, "notebooks/11_qk_norm", DESKTOP)
     page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
     styles = page.evaluate(
         """() => Object.fromEntries(['.highlight .gi', '.highlight .gd', '.highlight pre'].map(s => {
@@ -230,11 +236,11 @@ def test_every_page_has_a_favicon(browser, server):
     page.close()
 
 
-# --- 9. chapter 8 carries no unused widget state ---------------------------------------------
+# --- 9. chapter 9 carries no unused widget state ---------------------------------------------
 
 
-def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
-    soup = _soup("notebooks/08_explorer")
+def test_chapter_9_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
+    soup = _soup("notebooks/09_explorer")
     assert not soup.select("script[type='application/vnd.jupyter.widget-state+json']")
     sources = [s.get("src", "") for s in soup.find_all("script")]
     assert not [s for s in sources if "require" in s or "html-manager" in s or "embed-amd" in s], sources
@@ -243,7 +249,7 @@ def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, serv
     page = browser.new_page(viewport=DESKTOP)
     page.on("request", lambda r: requested.append(r.url))
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server) else route.abort())
-    page.goto(urljoin(server, "notebooks/08_explorer.html"), wait_until="load")
+    page.goto(urljoin(server, "notebooks/09_explorer.html"), wait_until="load")
     assert not [u for u in requested if "require" in u or "html-manager" in u or "embed-amd" in u], requested
     page.close()
 

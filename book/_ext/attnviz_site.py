@@ -6,7 +6,7 @@
   SyntaxError on every page.
 - Ships `static/`: the sidebar-button fix (attnviz-site.js), the site's CSS and the favicon.
 - Keeps launch buttons to chapters: Colab and Binder open a `.ipynb`, not a MyST `.md` page.
-- Drops the ipywidgets state and scripts from a page that shows no widget: chapter 8 builds a
+- Drops the ipywidgets state and scripts from a page that shows no widget: chapter 9 builds a
   live explorer, and its state would make the page pull require.js and the widget manager
   from a CDN for nothing.
 - Serves MathJax from the site itself (from the pinned `django-static-mathjax` wheel, MathJax's
@@ -16,7 +16,7 @@
   and the explorer's own script and style) and adds them, as `<script defer src>` and a
   stylesheet, to the pages that show a live explorer (`attnviz.view.LIVE_MARKER`). Script tags,
   not fetch: they load from the site's own origin and from a site opened from disk. Being files
-  rather than inline, a change to the explorer reaches the site without re-running chapter 8.
+  rather than inline, a change to the explorer reaches the site without re-running chapter 9.
 """
 
 from pathlib import Path

@@ -8,7 +8,7 @@ its cos/sin, and its mask in whatever form the backend got it (additive float, b
 ``None`` plus an ``is_causal`` flag, or a flex ``BlockMask``).
 
 The weights are recomputed a block of query rows at a time (``attention_rows``), with the mask
-worked out for that block only (``MaskRows``): ``attnviz.attention_map`` (chapter 12) streams the
+worked out for that block only (``MaskRows``): ``attnviz.attention_map`` (chapter 14) streams the
 same rows through a pooling step instead of keeping them, so it never holds ``seq x seq``.
 """
 

@@ -13,7 +13,7 @@ pictures come from the arguments (a config, a number of heads), never from a typ
 - ``rope_barcode``: cos(m * theta_i) over positions and pairs (chapter 4);
 - ``is_causal_paths``: where ``is_causal=False`` is read or dropped, by transformers release
   (chapter 6);
-- ``set_pipeline``: the STATE pattern, cells to prediction (chapter 7).
+- ``set_pipeline``: the STATE pattern, cells to prediction (chapter 8).
 """
 
 import math

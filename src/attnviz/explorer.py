@@ -1,6 +1,6 @@
 """The live attention explorer: ipywidgets that flip causal/bidirectional and RoPE/NoRoPE.
 
-Chapter 8 shows it. Every change recomputes the attention of the chosen model and redraws one
+Chapter 9 shows it. Every change recomputes the attention of the chosen model and redraws one
 image in place. The kernel-free view for the rendered book is ``attnviz.view.static_view``.
 """
 

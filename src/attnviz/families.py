@@ -1,6 +1,6 @@
 """What attnviz knows about each model family: the one registry the other modules read.
 
-Chapter 9 explains the differences, diffing each family's attention against Llama's in the
+Chapters 11 and 12 explain the differences, diffing each family's attention against Llama's in the
 transformers 5.24 source. Llama, Mistral, Qwen2 and Qwen3 share ``LlamaAttention``'s code; the
 families differ in two places:
 

@@ -1,6 +1,6 @@
 """Exact attention maps of long inputs: one head's softmax rows, streamed and pooled.
 
-Chapter 12 (``notebooks/12_long_context.ipynb``) explains it. ``capture_attention`` keeps every
+Chapter 14 (``notebooks/14_long_context.ipynb``) explains it. ``capture_attention`` keeps every
 weight, ``seq x seq`` per head: 4 GB for one head at 32k tokens in float32. ``attention_map``
 recomputes the same rows, a block at a time, from the inputs the layer received (capture's own
 hooks and mask handling, ``attnviz.capture.attention_rows``), and keeps only what a picture

@@ -1,7 +1,7 @@
 """Tiny Llama-family configs and models built in code, so nothing is downloaded.
 
-Chapter 1 (``notebooks/01_llama_attention.ipynb``) builds its Llama with these; chapter 9
-(``notebooks/09_beyond_llama.ipynb``) builds Qwen2, Qwen3 and Mistral models of the same size.
+Chapter 1 (``notebooks/01_llama_attention.ipynb``) builds its Llama with these; chapter 11
+(``notebooks/11_qk_norm.ipynb``) builds Qwen2, Qwen3 and Mistral models of the same size.
 """
 
 from typing import TYPE_CHECKING

@@ -1,6 +1,6 @@
 """Make one Llama-family model bidirectional and position-free without editing transformers.
 
-Chapter 6 explains these on Llama; chapter 9 applies them to Mistral, Qwen2 and Qwen3, whose
+Chapter 7 explains these on Llama; chapter 12 applies them to Mistral, Qwen2 and Qwen3, whose
 backbones have the same ``rotary_emb`` attribute and the same ``is_causal`` handling.
 Everything here acts on one model object and can be undone: nothing in transformers' modules
 or classes is reassigned, and a config shared with other models is never written to.
@@ -350,7 +350,7 @@ class bidirectional(InstancePatch):  # noqa: N801 - used like a function: attnvi
 
     Sliding-window layers (Mistral, Qwen) stay windowed but become symmetric: transformers builds
     them with ``create_bidirectional_sliding_window_mask``, where query ``i`` sees key ``j`` when
-    ``|i - j| <= window`` (chapter 9).
+    ``|i - j| <= window`` (chapter 12).
     """
 
     kind = "bidirectional"
@@ -397,7 +397,7 @@ class no_rope(InstancePatch):  # noqa: N801 - used like a function: attnviz.no_r
 
     A model with sliding-window layers (Mistral, or Qwen with ``sliding_attention`` in
     ``layer_types``) still depends on positions after this patch: which tokens a query may see is
-    decided by their distance. ``no_rope`` then warns with ``PositionWarning`` (chapter 9).
+    decided by their distance. ``no_rope`` then warns with ``PositionWarning`` (chapter 12).
     """
 
     kind = "no_rope"

@@ -618,7 +618,7 @@ def compat_matrix(rows: Sequence[dict], title: str | None = None):
     return fig
 
 
-# -- long inputs: pooled maps and attention by distance (chapter 12) --------------------------
+# -- long inputs: pooled maps and attention by distance (chapter 14) --------------------------
 def _tokens_label(x, _position=None) -> str:
     """A token position or offset for an axis: 8192 -> '8k', 1536 -> '1.5k', 100 -> '100'."""
     if abs(x) >= 1024:

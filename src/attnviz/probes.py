@@ -1,6 +1,6 @@
 """Probes that judge what a model does, not what its flags say.
 
-Chapter 6 uses them to show which "bidirectional" patches really are. Each probe runs the
+Chapters 6 and 7 use them to show which "bidirectional" patches really are. Each probe runs the
 backbone twice on made-up ``inputs_embeds`` and compares outputs:
 
 - ``attends_to_future``: change only the last input; does any earlier output change? (Any, not

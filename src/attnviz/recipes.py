@@ -1,6 +1,6 @@
 """The recipe zoo: published ways to make a decoder attend both ways, measured cell by cell.
 
-Chapter 11 (``notebooks/11_recipes_in_the_wild.ipynb``) explains the recipes and reads the matrix
+Chapter 10 (``notebooks/10_recipes_in_the_wild.ipynb``) explains the recipes and reads the matrix
 that ``scripts/recipes.py`` writes to ``book/data/recipes.json``: for every recipe, transformers
 release, attention backend, ``use_cache`` setting and batch shape, one row saying whether the
 model attends to the future, whether it uses positions, whether padding stays masked, or which
@@ -737,7 +737,7 @@ def run_here(names: list[str]) -> dict:
 def rows_in_subprocess(names: list[str], python: str | None = None, env: dict | None = None) -> dict:
     """``run_here(names)`` in a fresh interpreter (default: this one) with TORCHDYNAMO_DISABLE=1.
 
-    Chapter 11 re-checks the pinned release's cells this way; scripts/recipe_matrix.py runs it
+    Chapter 10 re-checks the pinned release's cells this way; scripts/recipe_matrix.py runs it
     with each release's interpreter. Raises ``HarnessError`` with the child's stderr if it fails.
     """
     import json
@@ -754,7 +754,7 @@ def rows_in_subprocess(names: list[str], python: str | None = None, env: dict | 
 
 
 # --------------------------------------------------------------------------------------------
-# Reading the matrix (chapter 11)
+# Reading the matrix (chapter 10)
 
 
 def verdict(row: dict) -> str:
@@ -848,7 +848,7 @@ if __name__ == "__main__":
     print(json.dumps(run_here(sys.argv[1:])))
 
 
-# Colours of the recipe matrix (chapter 11): what a cell of book/data/recipes.json says.
+# Colours of the recipe matrix (chapter 10): what a cell of book/data/recipes.json says.
 VERDICT_COLORS = {
     "bidirectional": "#1a9850",  # attends to the future, padding masked
     "padding leaks": "#fdae61",  # attends to the future, but the padding is attended to as well
@@ -859,7 +859,7 @@ VERDICT_COLORS = {
 
 
 def recipe_matrix(rows: Sequence[dict], recipes: Sequence[str] | None = None, title: str | None = None):
-    """Draw the recipe matrix as a green/red grid (chapter 11); return the Figure.
+    """Draw the recipe matrix as a green/red grid (chapter 10); return the Figure.
 
     One band per recipe (top: batch 1; bottom: batch 2 with padding), one block per transformers
     release; inside a block, one column per backend (eager, sdpa, flex) and ``use_cache``

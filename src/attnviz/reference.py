@@ -1,6 +1,6 @@
 """Readable re-implementations of Llama attention, each equal to its transformers counterpart.
 
-Chapters 1-4 rebuild these step by step (chapter 9 adds Qwen3's QK-norm and sliding windows);
+Chapters 1-4 rebuild these step by step (chapters 11 and 12 add Qwen3's QK-norm and sliding windows);
 the tests check every function against transformers itself (``tests/test_reference.py``).
 Names follow transformers and the papers.
 """
@@ -111,7 +111,7 @@ def sliding_window_mask(q_len: int, window: int, causal: bool = True) -> torch.T
     Causal (transformers' ``sliding_window_overlay`` and the causal mask): ``i - window < j <= i``,
     the query and the ``window - 1`` tokens before it. Bidirectional (transformers'
     ``sliding_window_bidirectional_overlay``): ``|i - j| <= window``, so ``window`` tokens on each side.
-    Chapter 9 checks both against transformers.
+    Chapter 12 checks both against transformers.
     """
     if window < 1:
         raise ValueError(f"window must be at least 1 token; got {window}.")
@@ -138,7 +138,7 @@ def layer_mask(q_len: int, *, bidirectional: bool, window: int | None = None) ->
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """RMSNorm over the last dimension: ``x / sqrt(mean(x**2) + eps) * weight``, computed in float32.
 
-    Qwen3 applies it to each head's query and key (``q_norm``, ``k_norm``; chapter 9), Llama to
+    Qwen3 applies it to each head's query and key (``q_norm``, ``k_norm``; chapter 11), Llama to
     the hidden states before each block.
     """
     dtype = x.dtype

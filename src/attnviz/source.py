@@ -2,7 +2,7 @@
 
 A quote names the file, the line numbers and the library version it was read from, so the
 book can never show code that differs from what it executes. Chapter 1 introduces ``quote``;
-chapter 9 uses ``diff`` to show what Qwen3 and Mistral change in Llama's attention.
+chapter 11 uses ``diff`` to show what Qwen3 and Mistral change in Llama's attention.
 
 An older release's source cannot be imported next to the pinned one. ``scripts/source_snapshot.py``
 quotes it with this same ``quote``, inside a throw-away environment holding that release, and

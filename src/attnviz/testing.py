@@ -1,6 +1,6 @@
 """Assertions for your own test suite: does this model really do what its patch promises?
 
-Chapter 11 (``notebooks/11_recipes_in_the_wild.ipynb``) shows why a flag is not enough. Each
+Chapter 10 (``notebooks/10_recipes_in_the_wild.ipynb``) shows why a flag is not enough. Each
 helper runs ``attnviz.probe_report`` on the model and raises ``AssertionError`` with the measured
 numbers when the verdict is not the expected one; on success it returns the report. They are
 plain functions, so pytest shows their message and no helper frames::

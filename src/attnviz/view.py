@@ -1,6 +1,6 @@
 """The kernel-free explorer: a page fragment that redraws attention with no kernel and no network.
 
-Chapter 8 shows it, in two forms that share one page script (``attnviz/static/explorer.js``):
+Chapter 9 shows it, in two forms that share one page script (``attnviz/static/explorer.js``):
 
 - ``live_view``: the book's demo model runs in the page (``attnviz-demo-model.js`` and the weights
   script of ``attnviz.weblive``) on letters the reader types. On the book's pages the Sphinx
@@ -32,7 +32,7 @@ from attnviz.demo import DEMO_TEXT
 from attnviz.patch import VARIANTS, patched
 
 _STATIC = resources.files("attnviz") / "static"
-DEFAULT_HEAD = 3  # the demo model's previous-token head, the one chapter 8 talks about
+DEFAULT_HEAD = 3  # the demo model's previous-token head, the one chapter 9 talks about
 LIVE_TEXT = "".join(DEMO_TEXT.split()[1:])  # demo_example() as typed: its letters, without <bos>
 # The live view's mark in a page that must load the model's and the view's files (book/_ext adds them).
 LIVE_MARKER = 'data-attnviz-live="page"'
@@ -152,7 +152,7 @@ def render_live(
             "The demo model's scripts are not on this page: the book's web pages serve them. In "
             "Jupyter, attnviz.live_view(inline_model=True) puts them in the notebook (1.5 MB)."
         ),
-        noscript="The figures of chapter 8 show the same heads.",
+        noscript="The figures of chapter 9 show the same heads.",
     )
 
 
@@ -162,7 +162,7 @@ def live_view(text: str | None = None, *, inline_model: bool = False, size: int 
     A box takes letters and ``|`` (``<bos>`` is put in front, as ``demo_example`` does); radio
     buttons switch causal/bidirectional and RoPE/NoRoPE, selects pick the layer and the head (or
     all heads), a checkbox shows the change against causal + RoPE. Under the heatmap, what the
-    model predicts after each token. Chapter 8 explains it. No kernel and no network: the forward
+    model predicts after each token. Chapter 9 explains it. No kernel and no network: the forward
     pass is ``attnviz-demo-model.js`` with the weights of ``attnviz.write_live_model``.
 
     Args:

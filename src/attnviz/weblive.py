@@ -1,6 +1,6 @@
 """The demo model in the page: its weights as a script for the JavaScript forward pass.
 
-Chapter 8's kernel-free explorer runs the book's demo model in the reader's browser with
+Chapter 9's kernel-free explorer runs the book's demo model in the reader's browser with
 ``static/demo_model.js`` (a forward pass written for this one Llama, no dependencies). This module
 converts the shipped checkpoint (``model.safetensors``, ``config.json``, ``tokenizer.json``) at build
 time into a second script that sets ``globalThis.attnvizDemoWeights``. A ``<script>`` tag loads it
@@ -209,7 +209,7 @@ def weights_script(model_dir: str | Path | None = None) -> str:
 def unpack_weights(script: str) -> dict[str, np.ndarray]:
     """The tensors a weights script carries, by name, decoded in Python as the page decodes them.
 
-    For checks that the page runs the very checkpoint the package ships (chapter 8, the tests).
+    For checks that the page runs the very checkpoint the package ships (chapter 9, the tests).
     """
     match = re.search(r"^globalThis\.attnvizDemoWeights = (\{.*\});\n\Z", script, re.DOTALL | re.MULTILINE)
     if not match:
@@ -229,7 +229,7 @@ def write_live_model(directory: str | Path, model_dir: str | Path | None = None)
     """Write the two scripts that run the demo model in a page into ``directory``; return their paths.
 
     Load them in the returned order with ``<script src=...>``, then ``await attnvizDemo.ready`` and
-    call ``attnvizDemo.run("abc|abc", {bidirectional: false, noRope: false})`` (chapter 8).
+    call ``attnvizDemo.run("abc|abc", {bidirectional: false, noRope: false})`` (chapter 9).
 
     Args:
         directory: where to write ``attnviz-demo-weights.js`` and ``attnviz-demo-model.js``

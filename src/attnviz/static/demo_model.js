@@ -1,5 +1,5 @@
 /*
- * attnviz: the book's demo model, run in the page (chapter 8, issue 18).
+ * attnviz: the book's demo model, run in the page (chapter 9, issue 18).
  *
  * A forward pass of the 2-layer LlamaForCausalLM that ships in attnviz's demo folder, written
  * the way transformers' modeling_llama.py computes it (transformers 5.24):

@@ -1,4 +1,4 @@
-// The kernel-free attention explorer (chapter 8; attnviz.live_view and attnviz.static_view).
+// The kernel-free attention explorer (chapter 9; attnviz.live_view and attnviz.static_view).
 //
 // One heatmap of a layer's head (or all its heads) for the four variants: causal or
 // bidirectional, RoPE or NoRoPE. Two sources feed it:
