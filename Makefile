@@ -59,10 +59,11 @@ test-fast: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/ruff format --check notebooks  # 88 columns, notebooks/ruff.toml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests scripts benchmarks
-	$(BIN)/ruff format src tests scripts benchmarks
+	$(BIN)/ruff format src tests scripts benchmarks notebooks
 
 sync: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py

@@ -37,17 +37,16 @@ def pinned_transformers() -> str:
 
 def setup_source() -> str:
     """The first code cell of every chapter."""
-    return f"""{SETUP_MARKER}: on Colab, install attnviz and the pinned transformers; elsewhere do nothing.
+    # laid out as `ruff format` lays it out (notebooks/ruff.toml), so the two never fight
+    return f"""{SETUP_MARKER}: on Colab, install attnviz and the pinned transformers.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "{pinned_transformers()}",
-         "attnviz @ git+{repository_url()}.git"],
-        check=True,
-    )
+    package = "attnviz @ git+{repository_url()}.git"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "{pinned_transformers()}", package], check=True)
 
 import attnviz
 

@@ -276,3 +276,21 @@ def test_exercises_are_read_from_the_tags():
         exercises(nbformat.v4.new_notebook(cells=[stub, solution, cell(check.source)]))  # check shown
     with pytest.raises(AssertionError, match="does not call"):
         exercises(nbformat.v4.new_notebook(cells=[stub, solution, cell("def check_f(fn):\n    pass", "remove-input")]))
+
+
+PAGE_COLUMNS = 88  # a code block on the page shows about this many characters before it scrolls
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_shown_code_fits_the_page(path):
+    """Code a reader sees is not clipped: `ruff format` keeps it to 88 columns (notebooks/ruff.toml),
+    and what it cannot wrap (long strings, comments) is wrapped by hand."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    long_lines = [
+        f"cell {cell.get('id')}: {line.strip()[:60]}..."
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code" and not HIDDEN_INPUT & set(cell["metadata"].get("tags", []))
+        for line in "".join(cell["source"]).splitlines()
+        if len(line) > PAGE_COLUMNS
+    ]
+    assert not long_lines, f"{path.name}: lines over {PAGE_COLUMNS} columns: {long_lines}"
