@@ -402,3 +402,29 @@ def test_attention_by_distance_log_axes_and_gaps(long_maps):
     both = map_and_distance(causal, log=True, title="t")
     assert both.get_figwidth() <= 6.9 and both._suptitle.get_text() == "t"
     both.canvas.draw()
+
+
+def test_compare_rows_with_differences_keep_every_panel_clear(attentions):
+    """Two rows of before/after, each with its difference under it: no colour bar may lie over a
+    map (chapter 11's opening figure had the difference's colour bar over its second row)."""
+    from attnviz.plot import compare
+
+    maps = [attentions[0][0, h] for h in range(4)]
+    fig = compare(maps[:2], maps[2:], titles=("before", "after"), row_titles=("Llama", "Qwen3"))
+    fig.canvas.draw()
+    heatmaps = [ax for ax in fig.axes if ax.get_images()]
+    bars = [ax for ax in fig.axes if not ax.get_images()]
+    assert len(heatmaps) == 6 and bars
+    for bar in bars:
+        for ax in heatmaps:
+            overlap = bar.get_window_extent().intersection(bar.get_window_extent(), ax.get_window_extent())
+            assert overlap is None or overlap.width * overlap.height < 1, (bar.get_ylabel(), ax.get_title())
+    titles = [ax.get_title() for ax in heatmaps]
+    assert titles == [
+        "Llama: before",
+        "Llama: after",
+        "Llama: after - before",
+        "Qwen3: before",
+        "Qwen3: after",
+        "Qwen3: after - before",
+    ]

@@ -352,7 +352,9 @@ def compare(
     rows_per_pair = 2 if diff else 1
     cell = min(0.16 * max(q_len, k_len) + 1.3, (COLUMN - 1.6) / 2)
     fig = _new_figure(figsize=(2 * cell + 1.6, (cell + 0.4) * rows_per_pair * len(pairs) + 0.4))
-    grid = fig.add_gridspec(rows_per_pair * len(pairs), 4)
+    # a fifth, narrow column holds each row's colour bar: a bar given several axes in rows that
+    # are not next to each other would span, and cover, the rows between them
+    grid = fig.add_gridspec(rows_per_pair * len(pairs), 5, width_ratios=(1, 1, 1, 1, 0.12))
     low, high = _range([(a, ma) for a, ma, _, _ in pairs] + [(b, mb) for _, _, b, mb in pairs])
     deltas = [(b - a, ma & mb) for a, ma, b, mb in pairs]
     span = max((float(np.abs(d[~m]).max()) for d, m in deltas if (~m).any()), default=1.0) or 1.0
@@ -383,9 +385,9 @@ def compare(
                 title=label + "after - before",
                 axis_inches=cell - 0.6,
             )
-    fig.colorbar(image, ax=weight_axes, label="attention weight", shrink=0.85)
-    if diff:
-        fig.colorbar(diff_image, ax=diff_axes, label="change in weight", shrink=0.85)
+        fig.colorbar(image, cax=fig.add_subplot(grid[top, 4]), label="attention weight")
+        if diff:
+            fig.colorbar(diff_image, cax=fig.add_subplot(grid[top + 1, 4]), label="change in weight")
     if suptitle:
         fig.suptitle(suptitle)
     return fig
