@@ -112,3 +112,12 @@ def test_make_drift_runs_the_script_and_installs_nothing_itself():
     recipe = makefile.split("\ndrift:")[1].split("\n\n")[0]
     assert "scripts/drift.py" in recipe and "DRIFT_VERSIONS" in recipe
     assert "pip install" not in recipe  # the environment is the script's own, never .venv
+
+
+def test_the_report_says_the_chinese_edition_is_covered_by_code_identity():
+    chinese = drift.chinese_edition()
+    assert chinese["chapters"] >= 10 and chinese["differ"] == [], chinese
+    report = drift.render([], "5.24.0", "checking", chinese)
+    assert f"covered by code identity: its {chinese['chapters']} chapters' code cells" in report
+    broken = drift.render([], "5.24.0", "checking", {"chapters": 11, "differ": ["04_rope.ipynb"]})
+    assert "NOT covered: the code of 04_rope.ipynb differs" in broken
