@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 import pytest
 import test_site
 from bs4 import BeautifulSoup
-from conftest import HTML, ROOT
+from conftest import EDITIONS, HTML, ROOT
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.book, pytest.mark.browser]
 browser = test_site.browser
 server = test_site.server
 PAGES = test_site.PAGES
-CHAPTERS = [p for p in PAGES if p.startswith("notebooks/")]
+CHAPTERS = [p for p in PAGES if "notebooks/" in p]  # both editions
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -65,16 +65,18 @@ def _table_rows(page_name):
     ]
 
 
-def test_chapter_5_shows_its_equivalence_matrix_as_a_table(build_log):
-    tables = _table_rows("notebooks/05_masks_and_backends")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_5_shows_its_equivalence_matrix_as_a_table(build_log, edition):
+    tables = _table_rows(f"{edition}notebooks/05_masks_and_backends")
     matrix = next((t for t in tables if t and t[0][0] == "backend"), None)
     assert matrix, f"no table headed 'backend' on chapter 5; tables: {tables}"
     assert [row[0] for row in matrix[1:]] == ["eager", "sdpa", "flex_attention"]
     assert all(len(row) == 5 for row in matrix)
 
 
-def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log):
-    tables = _table_rows("notebooks/06_bidirectional_patch")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log, edition):
+    tables = _table_rows(f"{edition}notebooks/06_bidirectional_patch")
     probes = next((t for t in tables if t and t[0] == ["model", "eager", "sdpa", "flex_attention"]), None)
     assert probes, f"no per-backend probe table on chapter 6; tables: {tables}"
     assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
@@ -87,7 +89,9 @@ def test_chapter_6_shows_the_probe_table_and_the_compatibility_matrix(build_log)
     assert all(len(row) == 7 for row in matrix)
 
 
-@pytest.mark.parametrize("page_name", ["notebooks/05_masks_and_backends", "notebooks/06_bidirectional_patch"])
+@pytest.mark.parametrize(
+    "page_name", [f"{e}notebooks/{n}" for e in EDITIONS for n in ("05_masks_and_backends", "06_bidirectional_patch")]
+)
 def test_chapter_tables_fit_the_desktop_column(browser, server, page_name):
     """Chapter 6's matrix has seven columns; its last (attnviz) must not hide behind a scroll bar."""
     page = _open(browser, server, page_name, DESKTOP)
@@ -147,10 +151,11 @@ def test_menu_button_collapses_and_restores_the_sidebar_on_a_desktop(browser, se
 # --- 4. launch buttons only where Colab and Binder can open the page -------------------------
 
 
-def test_intro_has_no_launch_buttons(build_log):
-    hrefs = [a.get("href", "") for a in _soup("book/intro").find_all("a")]
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_intro_has_no_launch_buttons(build_log, edition):
+    hrefs = [a.get("href", "") for a in _soup(f"{edition}book/intro").find_all("a")]
     assert not [h for h in hrefs if "colab.research.google.com" in h or "mybinder.org" in h]
-    assert not _soup("book/intro").select(".dropdown-launch-buttons")
+    assert not _soup(f"{edition}book/intro").select(".dropdown-launch-buttons")
 
 
 # --- 7. nothing scrolls sideways on a phone (and the screenshots at both widths) -------------
@@ -227,8 +232,9 @@ def test_every_page_has_a_favicon(browser, server):
 # --- 9. chapter 8 carries no unused widget state ---------------------------------------------
 
 
-def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
-    soup = _soup("notebooks/08_explorer")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, server, edition):
+    soup = _soup(f"{edition}notebooks/08_explorer")
     assert not soup.select("script[type='application/vnd.jupyter.widget-state+json']")
     sources = [s.get("src", "") for s in soup.find_all("script")]
     assert not [s for s in sources if "require" in s or "html-manager" in s or "embed-amd" in s], sources
@@ -237,7 +243,7 @@ def test_chapter_8_has_no_widget_state_and_loads_no_widget_scripts(browser, serv
     page = browser.new_page(viewport=DESKTOP)
     page.on("request", lambda r: requested.append(r.url))
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server) else route.abort())
-    page.goto(urljoin(server, "notebooks/08_explorer.html"), wait_until="load")
+    page.goto(urljoin(server, f"{edition}notebooks/08_explorer.html"), wait_until="load")
     assert not [u for u in requested if "require" in u or "html-manager" in u or "embed-amd" in u], requested
     page.close()
 
@@ -253,8 +259,9 @@ def test_page_requests_nothing_off_the_site(browser, server, page_name):
     assert not offsite, f"{page_name} asks the network for {offsite}"
 
 
-def test_chapter_4_maths_render_offline(browser, server):
-    page = _open(browser, server, "notebooks/04_rope", DESKTOP)
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_4_maths_render_offline(browser, server, edition):
+    page = _open(browser, server, f"{edition}notebooks/04_rope", DESKTOP)
     page.wait_for_selector("mjx-container", timeout=10000)
     text = page.locator("main").inner_text()
     assert "\\(" not in text and "\\begin" not in text, "raw TeX is visible"

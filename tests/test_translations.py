@@ -7,6 +7,7 @@ folder, never on the real chapters.
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import translations  # scripts/, which conftest puts on sys.path
@@ -222,3 +223,37 @@ def test_the_translations_use_the_glossary_terms():
         prose = re.sub(r"`[^`]*`", "", text).replace(" ", "")
         found += [f"{where}: {term}" for term in avoided if term.replace(" ", "") in prose]
     assert not found, "variants the glossary (zh/book/glossary.md) says not to use:\n" + "\n".join(found)
+
+
+# --- the Chinese build's configuration and the README ------------------------------------------
+
+
+def test_the_chinese_configuration_is_generated_from_the_english_one(tmp_path):
+    import build_book  # scripts/build_book.py
+
+    english = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    chinese = build_book.zh_config(ROOT, tmp_path)
+    assert chinese["repository"] == {**english["repository"], "path_to_book": "zh"}  # launch buttons open zh/
+    assert chinese["launch_buttons"] == english["launch_buttons"]
+    assert chinese["exclude_patterns"] == english["exclude_patterns"]
+    assert chinese["execute"] == {**english["execute"], "cache": str((tmp_path / ".jupyter_cache").resolve())}
+    assert {name: Path(path) for name, path in chinese["sphinx"]["local_extensions"].items()} == {
+        name: ROOT / path for name, path in english["sphinx"]["local_extensions"].items()
+    }
+    config = chinese["sphinx"]["config"]
+    assert config["language"] == "zh_CN"
+    assert config["attnviz_other_edition"]["path"] == "../"  # the language switch leads out of zh/
+    assert english["sphinx"]["config"]["attnviz_other_edition"]["path"] == "zh/"
+    assert {k: v for k, v in config.items() if not k.startswith(("attnviz_", "html_search"))} == {
+        **{k: v for k, v in english["sphinx"]["config"].items() if not k.startswith("attnviz_")},
+        "language": "zh_CN",
+    }
+    assert re.search(r"[\u4e00-\u9fff]", chinese["title"])
+    assert "因果掩码" in build_book.glossary_terms(ROOT)
+
+
+def test_the_readme_opens_with_a_chinese_line_pointing_to_the_chinese_edition():
+    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    owner, name = url.rstrip("/").split("/")[-2:]
+    first = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[0]
+    assert re.search(r"[\u4e00-\u9fff]", first) and f"https://{owner}.github.io/{name}/zh/" in first
