@@ -4,6 +4,7 @@ The English book is the site's root and the Chinese edition is zh/ of it (script
 """
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote, urljoin
 
@@ -133,4 +134,8 @@ def test_the_chinese_edition_has_its_own_title_and_search_index(build_log):
     terms = _index_terms(HTML / "zh")
     assert "因果掩码" in terms, "the glossary's terms are words of the Chinese search index"
     assert "因果" in terms  # and the parts jieba splits it into
+    # without a Chinese word splitter the index holds whole clauses ("你会掌握后面每一章都默认…"),
+    # which a search for a word inside them never finds
+    chinese = [term for term in terms if re.fullmatch(r"[\u4e00-\u9fff]+", term)]
+    assert max(map(len, chinese)) <= 8, sorted(chinese, key=len)[-3:]
     assert "因果掩码" not in _index_terms(HTML)
