@@ -6,8 +6,10 @@ execution settings, Sphinx extension and exclusions, plus `language: zh_CN` for 
 interface strings and the search index, `path_to_book: zh` so a Chinese chapter's Binder and Colab
 buttons open the Chinese notebook, and the English build's jupyter-cache. The Chinese chapters'
 code cells are the English ones byte for byte (scripts/translations.py), and jupyter-cache hashes
-code cells only, so the Chinese build executes nothing: it takes every output from the cache
-the English build has just filled.
+code cells only, so the Chinese build executes nothing: it takes every output from the cache.
+When the cache already holds every execution it needs, it runs beside the English build (on
+more than one core that hides most of its time); otherwise after it, once the English build has
+filled the cache. When none of its inputs changed, it is not run at all.
 
     python scripts/build_book.py                # what `make book` runs
     python scripts/build_book.py --all          # re-read every page (the tests' build: every warning again)
@@ -36,6 +38,7 @@ BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 ZH_BUILD = BUILD / "zh"  # the Chinese build's own tree: config, doctrees, html before it moves
 FLAGS = ["-W", "-n", "--keep-going"]
+UP_TO_DATE = "Chinese edition: up to date (no input changed since its last build)"
 # What the Chinese build's output depends on besides zh/, the English TOC and the extension
 PACKAGES = [
     "sphinx",
@@ -162,26 +165,112 @@ def build_english(extra: list[str], **run) -> int:
     return subprocess.run([JUPYTER_BOOK, "build", str(ROOT), *FLAGS, *extra], cwd=ROOT, **run).returncode
 
 
+def chinese_command(config: Path, extra: list[str]) -> list[str]:
+    command = [JUPYTER_BOOK, "build", str(ROOT / "zh"), "--config", str(config), "--toc", str(ROOT / "zh" / "_toc.yml")]
+    return command + ["--path-output", str(ZH_BUILD), *FLAGS, *extra]
+
+
+def chinese_is_up_to_date(fingerprint: str, extra: list[str]) -> bool:
+    stamp = ZH_BUILD / "inputs.sha256"
+    current = stamp.is_file() and stamp.read_text() == fingerprint
+    return not extra and current and (HTML / "zh" / "index.html").is_file()
+
+
+def publish_chinese(fingerprint: str) -> None:
+    """Put the Chinese site at _build/html/zh: zh/ of the English site, so the switch is a relative link."""
+    mirror(ZH_BUILD / "_build" / "html", HTML / "zh")
+    (ZH_BUILD / "inputs.sha256").write_text(fingerprint)
+
+
 def build_chinese(extra: list[str], **run) -> int:
     """Build zh/ and put its site at _build/html/zh; skipped when none of its inputs changed."""
     config = write_zh_config()
-    stamp = ZH_BUILD / "inputs.sha256"
     fingerprint = inputs_fingerprint(config)
-    built = ZH_BUILD / "_build" / "html"
-    target = HTML / "zh"  # the Chinese site is zh/ of the English one: the switch is a relative link
-    if not extra and stamp.is_file() and stamp.read_text() == fingerprint and (target / "index.html").is_file():
-        # A no-op Sphinx run still costs as much as the English one (start-up, static files,
-        # search index); this check costs milliseconds.
-        print("Chinese edition: up to date (no input changed since its last build)", flush=True)
+    if chinese_is_up_to_date(fingerprint, extra):
+        print(UP_TO_DATE, flush=True)
         return 0
-    command = [JUPYTER_BOOK, "build", str(ROOT / "zh"), "--config", str(config), "--toc", str(ROOT / "zh" / "_toc.yml")]
-    command += ["--path-output", str(ZH_BUILD), *FLAGS, *extra]
-    stamp.unlink(missing_ok=True)
-    code = subprocess.run(command, cwd=ROOT, **run).returncode
+    (ZH_BUILD / "inputs.sha256").unlink(missing_ok=True)
+    code = subprocess.run(chinese_command(config, extra), cwd=ROOT, **run).returncode
     if code == 0:
-        mirror(built, target)
-        stamp.write_text(fingerprint)
+        publish_chinese(fingerprint)
     return code
+
+
+def executions_cached(root: Path = ROOT, build: Path = BUILD) -> bool:
+    """Whether the jupyter-cache holds every Chinese page's executions already.
+
+    Then the Chinese build executes nothing, whatever the English build does, and the two can run
+    side by side; otherwise the Chinese build waits for the English one to fill the cache.
+    """
+    from booklayout import zh_pages  # scripts/booklayout.py, next to this script
+
+    if not (build / ".jupyter_cache" / "global.db").is_file():
+        return False
+    import nbformat
+    from jupyter_cache import get_cache
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    cache = get_cache(str(build / ".jupyter_cache"))
+    for page in zh_pages():
+        notebook, markdown = root / "zh" / f"{page}.ipynb", root / "zh" / f"{page}.md"
+        if notebook.is_file():
+            nb = nbformat.read(notebook, as_version=4)
+        elif (text := markdown.read_text(encoding="utf-8")).startswith("---\n") and "\nkernelspec:" in (
+            text.split("\n---\n", 1)[0]
+        ):
+            nb = read_myst_markdown_notebook(text)
+        else:
+            continue  # a page that executes nothing (the glossary)
+        try:
+            cache.match_cache_notebook(nb)
+        except KeyError:
+            return False
+    return True
+
+
+def build_both(extra: list[str], quiet: bool = False) -> tuple[int, dict]:
+    """The English build, and the Chinese one beside it when it needs no execution, else after it.
+
+    Returns the exit status and the wall times: "en", "zh" (absent when the Chinese edition was up
+    to date), "all", and "beside" when the two ran side by side. ``quiet``: no build output.
+    """
+    run = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} if quiet else {}
+    config = write_zh_config()
+    fingerprint = inputs_fingerprint(config)
+    times, start = {}, time.perf_counter()
+    if chinese_is_up_to_date(fingerprint, extra):
+        if not quiet:
+            print(UP_TO_DATE, flush=True)
+        code = build_english(extra, **run)
+        times["en"] = times["all"] = time.perf_counter() - start
+        return code, times
+    (ZH_BUILD / "inputs.sha256").unlink(missing_ok=True)
+    english = subprocess.Popen([JUPYTER_BOOK, "build", str(ROOT), *FLAGS, *extra], cwd=ROOT, **run)
+    # decided while the English build runs, so the check costs no wall time
+    if executions_cached():
+        log = ZH_BUILD / "build.log"
+        with log.open("w", encoding="utf-8") as out:
+            chinese = subprocess.Popen(chinese_command(config, extra), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            code = english.wait()
+            times["en"] = time.perf_counter() - start
+            zh_code = chinese.wait()
+        times["zh"] = time.perf_counter() - start
+        times["beside"] = True
+        if not quiet or zh_code:
+            print(f"\n--- the Chinese edition, built beside the English one ({log}) ---", flush=True)
+            print(log.read_text(encoding="utf-8"), flush=True)
+        code = code or zh_code
+    else:
+        code = english.wait()
+        times["en"] = time.perf_counter() - start
+        if code == 0:
+            zh_start = time.perf_counter()
+            code = subprocess.run(chinese_command(config, extra), cwd=ROOT, **run).returncode
+            times["zh"] = time.perf_counter() - zh_start
+    if code == 0:
+        publish_chinese(fingerprint)
+    times["all"] = time.perf_counter() - start
+    return code, times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,15 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edition", choices=["en", "zh", "both"], default="both")
     args = parser.parse_args(argv)
     extra = ["--all"] if args.all else []
-    times, code = {}, 0
-    for edition, build in (("en", build_english), ("zh", build_chinese)):
-        if args.edition in (edition, "both") and code == 0:
-            start = time.perf_counter()
-            code = build(extra)
-            times[edition] = time.perf_counter() - start
-    summary = ", ".join(f"{'English' if e == 'en' else 'Chinese'} {t:.1f} s" for e, t in times.items())
-    if len(times) == 2:
-        summary += f" (the Chinese edition adds {100 * times['zh'] / times['en']:.0f}%)"
+    start = time.perf_counter()
+    if args.edition == "both":
+        code, times = build_both(extra)
+        if "zh" not in times:
+            summary = f"English {times['en']:.1f} s; the Chinese edition was up to date"
+        elif times.get("beside"):
+            summary = f"English {times['en']:.1f} s, Chinese {times['zh']:.1f} s beside it; {times['all']:.1f} s in all"
+        else:
+            summary = f"English {times['en']:.1f} s, then Chinese {times['zh']:.1f} s; {times['all']:.1f} s in all"
+    else:
+        code = (build_english if args.edition == "en" else build_chinese)(extra)
+        summary = f"{'English' if args.edition == 'en' else 'Chinese'} {time.perf_counter() - start:.1f} s"
     print(f"build times: {summary}", flush=True)
     if code == 0:
         print(f"Book built: {HTML / 'book' / 'intro.html'} and {HTML / 'zh' / 'book' / 'intro.html'}")
