@@ -126,6 +126,28 @@ def test_an_edited_english_cell_fails_the_check_naming_the_chapter_and_cell(book
     assert translations.text_of(_zh_cell(book, CHAPTER_0, "b156e591")) == "序列里的每个词元都扮演两种角色。"
 
 
+def test_the_translator_sees_the_english_diff_from_git_and_the_old_chinese(book, capsys):
+    """In a git checkout the marked cell's note holds what changed in the English since it was translated."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=book, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "book")
+    english = book / f"{CHAPTER_0}.ipynb"
+    _edit_cell(english, "b156e591", lambda s: s.replace("plays two parts", "plays two roles"))
+    assert _run(book, capsys)[0] == 0
+    cell = translations.text_of(_zh_cell(book, CHAPTER_0, "b156e591"))
+    note = cell.split(translations.NOTE_OPEN)[1]
+    assert "-Every token of a sequence plays two parts." in note
+    assert "+Every token of a sequence plays two roles." in note
+    assert "上一版译文" in note and "序列里的每个词元" in note
+    status = _run(book, capsys, "--status", "--diff")[1]
+    assert "cell b156e591 [untranslated]" in status and "+Every token of a sequence plays two roles." in status
+
+
 def test_an_edited_english_code_cell_is_copied_over(book, capsys):
     english = book / f"{CHAPTER_0}.ipynb"
     _edit_cell(english, "91e69a19", lambda s: s.replace("manual_seed(0)", "manual_seed(1)"))
