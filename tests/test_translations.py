@@ -71,7 +71,8 @@ def book(tmp_path):
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
     shutil.copytree(ROOT / "zh", tmp_path / "zh")
     (tmp_path / "book").mkdir()
-    shutil.copy(ROOT / "book" / "intro.md", tmp_path / "book" / "intro.md")
+    for page in (ROOT / "book").glob("*.md"):  # the prose pages (intro, playground)
+        shutil.copy(page, tmp_path / "book" / page.name)
     return tmp_path
 
 
@@ -183,10 +184,11 @@ def test_a_translation_follows_its_english_text_into_another_chapter(book, capsy
 
 
 def test_removing_the_marker_without_translating_is_caught(book, capsys):
-    page = "notebooks/01_llama_attention"
+    page, cell_id = CHAPTER_0, "b156e591"
+    _edit_cell(book / f"{page}.ipynb", cell_id, lambda s: s.replace("plays two parts", "plays two roles"))
+    assert _run(book, capsys)[0] == 0  # marks the cell 待翻译, with the new English
     zh = book / "zh" / f"{page}.ipynb"
-    cell_id = next(c["id"] for c in _nb(zh)["cells"] if translations.STALE_MARK in translations.text_of(c))
-    _edit_cell(zh, cell_id, lambda s: s.replace(translations.STALE_MARK, ""))
+    _edit_cell(zh, cell_id, lambda s: translations.clean(s.replace(translations.STALE_MARK, "")))
     assert _run(book, capsys)[0] == 0
     code, out = _run(book, capsys, "--check")
     assert code == 1 and f"{page}: cell {cell_id} [no-chinese]" in out, out
@@ -203,12 +205,14 @@ def test_a_listed_chapter_with_nothing_left_to_translate_must_leave_the_list(boo
 
 def test_an_edited_english_prose_page_marks_its_translation_out_of_date(book, capsys):
     intro = book / "book" / "intro.md"
-    intro.write_text(intro.read_text(encoding="utf-8").replace("Nothing here", "Nothing at all here"), "utf-8")
+    intro.write_text(
+        intro.read_text(encoding="utf-8").replace("Each chapter is a notebook", "Every chapter is a notebook"), "utf-8"
+    )
     code, out = _run(book, capsys, "--check")
     assert code == 1 and "book/intro: page [changed]" in out, out
     assert _run(book, capsys)[0] == 0
     chinese = (book / "zh" / "book" / "intro.md").read_text(encoding="utf-8")
-    assert translations.OUTDATED_MARK in chinese and "书里没有只靠断言的结论" in chinese  # still the Chinese
+    assert translations.OUTDATED_MARK in chinese and "每一章都是一个 notebook" in chinese  # still the Chinese
     assert _run(book, capsys, "--check")[0] == 1
     # the translator updates the page and deletes the marker: in step again
     (book / "zh" / "book" / "intro.md").write_text(translations.unmarked_page(chinese), encoding="utf-8")
@@ -279,3 +283,47 @@ def test_the_readme_opens_with_a_chinese_line_pointing_to_the_chinese_edition():
     owner, name = url.rstrip("/").split("/")[-2:]
     first = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[0]
     assert re.search(r"[\u4e00-\u9fff]", first) and f"https://{owner}.github.io/{name}/zh/" in first
+
+
+# --- applying finished translations (scripts/apply_translations.py) -----------------------------
+
+
+def test_applied_translations_are_recorded_and_the_page_leaves_the_untranslated_list(book, capsys, tmp_path_factory):
+    import apply_translations
+
+    page, prose = "notebooks/01_llama_attention", "book/playground"
+    settings = book / "zh" / "translations.yml"
+    config = yaml.safe_load(settings.read_text(encoding="utf-8"))
+    for name in (page, prose):
+        if name not in config["untranslated"]:
+            config["untranslated"].append(name)
+    settings.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    english = _nb(book / f"{page}.ipynb")
+    # a stand-in for Chinese: the English with a Chinese word in front keeps every code span and link
+    cells = {c["id"]: "译文：" + translations.text_of(c) for c in english["cells"] if c["cell_type"] != "code"}
+    given = tmp_path_factory.mktemp("zh")
+    (given / "01_llama_attention.json").write_text(
+        json.dumps({"notebook": "01_llama_attention.ipynb", "cells": cells}, ensure_ascii=False), encoding="utf-8"
+    )
+    _, body = translations.front_matter((book / f"{prose}.md").read_text(encoding="utf-8"))
+    (given / "playground.md").write_text(body.replace("# Playground", "# 试验场 Playground", 1), encoding="utf-8")
+
+    files = [str(given / "01_llama_attention.json"), str(given / "playground.md"), "--root", str(book)]
+    assert apply_translations.main(files) == 0, capsys.readouterr().out
+    listed = yaml.safe_load(settings.read_text(encoding="utf-8"))["untranslated"] or []
+    assert page not in listed and prose not in listed, listed
+    first = next(c for c in english["cells"] if c["cell_type"] != "code")
+    cell = _zh_cell(book, page, first["id"])
+    assert translations.text_of(cell) == cells[first["id"]].strip("\n")
+    assert cell["metadata"]["translation"] == {
+        "en_id": first["id"],
+        "en_sha": translations.sha(translations.text_of(first)),
+    }
+    chinese = (book / "zh" / f"{prose}.md").read_text(encoding="utf-8")
+    assert "# 试验场 Playground" in chinese and translations.STALE_MARK not in chinese
+    assert _run(book, capsys, "--check")[0] == 0
+
+    # a cell id the English chapter does not have is an error
+    (given / "bad.json").write_text(json.dumps({"notebook": "01_llama_attention.ipynb", "cells": {"nope": "中文"}}))
+    assert apply_translations.main([str(given / "bad.json"), "--root", str(book)]) == 1
+    assert "cell nope: ERROR" in capsys.readouterr().out
