@@ -45,6 +45,7 @@ SPANS = {
     "label": re.compile(r"^\([\w-]+\)=\s*$", re.MULTILINE),
 }
 FENCED = re.compile(r"^\s*```.*?^\s*```[ \t]*$", re.MULTILINE | re.DOTALL)
+ROLE = re.compile(r"\{[\w:-]+\}`[^`]*`")  # {doc}`...`, {ref}`...`: checked as roles, not as code
 HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
 
 
@@ -68,7 +69,8 @@ def lost(english: str, chinese: str, avoided: list[str]) -> list[str]:
     out = []
     for name, pattern in SPANS.items():
         if name == "code span":  # inline code only: not the backticks of a fence
-            en, zh = pattern.findall(FENCED.sub("", english)), pattern.findall(FENCED.sub("", chinese))
+            bare_en, bare_zh = (ROLE.sub("", FENCED.sub("", text)) for text in (english, chinese))
+            en, zh = pattern.findall(bare_en), pattern.findall(bare_zh)
             en, zh = [" ".join(s.split()) for s in en], [" ".join(s.split()) for s in zh]
         else:
             en, zh = pattern.findall(english), pattern.findall(chinese)
@@ -153,7 +155,7 @@ def apply_page(root: Path, source: Path, strict: bool, avoided: list[str], repor
     english = english_path.read_text(encoding="utf-8")
     en_meta, en_body = translations.front_matter(english)
     _, body = translations.front_matter(source.read_text(encoding="utf-8"))
-    body = chinese_text(body) + "\n"
+    body = "\n" + chinese_text(body) + "\n"
     problems = lost(translations.CODE_CELL.sub("", en_body), translations.CODE_CELL.sub("", body), avoided)
     en_code, zh_code = translations.CODE_CELL.findall(en_body), translations.CODE_CELL.findall(body)
     if len(en_code) != len(zh_code):
