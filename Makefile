@@ -3,14 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnviz-installed
-BUILD_FLAGS := -W -n --keep-going
 
 # One OpenMP thread per torch process for the book and the tests: the models are tiny, and on a
 # 2-core machine where anything else runs, torch's default threads spin against each other (a
 # training step of chapter 8 went from 0.045 s to 1.7 s). Benchmarks keep torch's default.
 book test test-fast: export OMP_NUM_THREADS = 1
 
-.PHONY: book test test-fast lint format sync clean help chromium bench drift recipes mutation
+.PHONY: book test test-fast lint format sync clean help chromium bench drift recipes mutation translate translate-status
 
 # The browser tests drive Debian's chromium; install it with apt when missing (root, or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -20,6 +19,8 @@ help:
 	@echo "make test   lint, package tests, every notebook, the book build, the browser checks"
 	@echo "make test-fast  lint and the package tests only (no book build, no browser, no older transformers; under 2 minutes)"
 	@echo "make sync   rewrite each chapter's setup cell from _config.yml, strip outputs, copy data into the package"
+	@echo "make translate  bring the Chinese edition (zh/) in step with the English; marks what needs translating"
+	@echo "make translate-status  list what is left to translate in zh/, page by page"
 	@echo "make bench  run the CPU benchmarks; results go to benchmarks/results (~40 min)"
 	@echo "make recipes  re-measure chapter 10's recipe matrix (book/data/recipes.json; about an hour)"
 	@echo "make drift  check newer transformers releases against the book (report: _build/drift/report.md)"
@@ -34,26 +35,33 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python scripts/install_kernel.py
 	touch $@
 
+# Both editions: English into _build/html, Chinese (zh/) into _build/html/zh, one jupyter-cache.
 book: $(STAMP)
 	$(BIN)/python scripts/book_cache.py
-	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
-	@echo "Book built: $(CURDIR)/_build/html/index.html"
+	$(BIN)/python scripts/build_book.py
 
 chromium:
 	@[ -n "$$ATTNVIZ_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@# the Chinese edition's screenshots (_build/screenshots) need a font with Chinese glyphs
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { \
+	  echo "installing a Chinese font (fonts-wqy-microhei) for the screenshots of the Chinese edition"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null; }
 
 test: $(STAMP) chromium lint
 	$(BIN)/python scripts/sync_notebooks.py --check
 	$(BIN)/python scripts/sync_data.py --check
+	$(BIN)/python scripts/translations.py --check
 	$(BIN)/python -m pytest
 
 # The package tests alone: what to run after each change to src/attnviz. `make test` before a commit.
 test-fast: $(STAMP) lint
 	$(BIN)/python scripts/sync_notebooks.py --check
 	$(BIN)/python scripts/sync_data.py --check
+	$(BIN)/python scripts/translations.py --check
 	$(BIN)/python -m pytest -m "not book and not browser and not slow"
 
 lint: $(STAMP)
@@ -68,6 +76,14 @@ format: $(STAMP)
 sync: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py
 	$(BIN)/python scripts/sync_data.py
+	$(BIN)/python scripts/translations.py
+
+# The Chinese edition: code cells copied from the English chapters, stale prose marked 待翻译.
+translate: $(STAMP)
+	$(BIN)/python scripts/translations.py
+
+translate-status: $(STAMP)
+	$(BIN)/python scripts/translations.py --status
 
 # Each script prints its figures and writes benchmarks/results/*.json; a missed target is reported,
 # and the next script still runs. benchmarks/gpu.py needs a CUDA machine: run it there.

@@ -25,6 +25,11 @@ longer comes out as committed: the table must stay regenerable from this reposit
 It writes _build/drift/report.md and report.json and exits 1 when anything differs from the
 pinned release, 0 when nothing does.
 
+The Chinese edition (zh/) is covered by code identity, not by a second run: its chapters' code
+cells are the English ones byte for byte (scripts/translations.py --check, in `make test`), so
+each English chapter's result is the Chinese chapter's result too. The report says so, after
+checking the identity again.
+
     make drift                                   # what the weekly workflow runs
     .venv/bin/python scripts/drift.py --versions 5.23.0 [--keep-envs .drift-envs] [--skip-chapters] [--skip-older]
 """
@@ -319,13 +324,41 @@ def check_recipes(version: str, python: Path, base: Path) -> list[dict]:
     return recipe_changes(pinned_rows, found["rows"])
 
 
-def render(results: list[dict], pin: str, why: str, older: list[dict] | None = None) -> str:
+def chinese_edition() -> dict:
+    """Whether every Chinese chapter's code cells are its English chapter's (then the English run covers it)."""
+    differ = []
+    for path in chapters():
+        chinese = ROOT / "zh" / path.relative_to(ROOT)
+
+        def code(nb_path):
+            return [c for c in json.loads(nb_path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+
+        if not chinese.is_file() or code(chinese) != code(path):
+            differ.append(path.name)
+    return {"chapters": len(chapters()), "differ": differ}
+
+
+def render(
+    results: list[dict], pin: str, why: str, older: list[dict] | None = None, chinese: dict | None = None
+) -> str:
     lines = [
         "# attnviz drift report",
         "",
         f"Pinned transformers {pin}. {why.capitalize()}. Run {datetime.date.today().isoformat()}.",
         "",
     ]
+    if chinese is not None:
+        if chinese["differ"]:
+            lines.append(
+                f"Chinese edition: NOT covered: the code of {', '.join(chinese['differ'])} differs from the English "
+                "(run `make translate`)."
+            )
+        else:
+            lines.append(
+                f"Chinese edition: covered by code identity: its {chinese['chapters']} chapters' code cells are the "
+                "English ones byte for byte, so the English chapters' results below are theirs too."
+            )
+        lines.append("")
     if older is None:
         lines += ["## Older releases in book/data/compat.json: not re-measured (--skip-older)", ""]
     else:
@@ -409,7 +442,7 @@ def main() -> int:
         raise SystemExit("the drift check changed .venv's packages; it must never do that (a bug in scripts/drift.py)")
 
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    report = render(results, pin, why, older)
+    report = render(results, pin, why, older, chinese_edition())
     (args.report_dir / "report.md").write_text(report, encoding="utf-8")
     (args.report_dir / "report.json").write_text(
         json.dumps({"pinned": pin, "results": results, "older": older}, indent=1), encoding="utf-8"

@@ -11,22 +11,27 @@ HTML = ROOT / "_build" / "html"
 # scripts/booklayout.py reads _toc.yml: the one place tests learn which pages and chapters exist
 sys.path.insert(0, str(ROOT / "scripts"))
 from book_cache import refresh as refresh_book_cache  # noqa: E402
-from booklayout import chapters, toc_pages  # noqa: E402
+from booklayout import chapters, toc_pages, zh_pages  # noqa: E402
 
 PAGES = toc_pages()
 CHAPTERS = chapters()
+# the Chinese edition is zh/ of the site: its pages as the site serves them (zh/book/intro, ...)
+ZH_PAGES = [f"zh/{page}" for page in zh_pages()]
+SITE_PAGES = PAGES + ZH_PAGES
+EDITIONS = ["", "zh/"]  # URL prefixes of the English and the Chinese edition
 
 
 @pytest.fixture(scope="session")
 def build_log() -> str:
-    """Build the book once per test run, as `make book` does; return the build's output.
+    """Build both editions once per test run, as `make book` does; return the builds' output.
 
     --all re-reads every page, so every warning is emitted again; executed notebooks still come
-    from the jupyter cache when neither their code nor the attnviz package has changed.
+    from the jupyter cache when neither their code nor the attnviz package has changed (the Chinese
+    chapters' code is the English code, so they come from the English executions).
     """
     refresh_book_cache()
     result = subprocess.run(
-        [str(VENV_BIN / "jupyter-book"), "build", str(ROOT), "-W", "-n", "--keep-going", "--all"],
+        [sys.executable, str(ROOT / "scripts" / "build_book.py"), "--all"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 from bs4 import BeautifulSoup
-from conftest import CHAPTERS, HTML, ROOT
+from conftest import CHAPTERS, EDITIONS, HTML, ROOT
 
 import attnviz
 
@@ -31,32 +31,37 @@ def _repository():
     return url.removeprefix("https://github.com/"), config["repository"]["branch"]
 
 
-def test_every_chapter_is_built_with_a_figure(build_log):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_every_chapter_is_built_with_a_figure(build_log, edition):
     for notebook in CHAPTERS:
-        page = _page(f"notebooks/{notebook.stem}.html")
+        page = _page(f"{edition}notebooks/{notebook.stem}.html")
         figures = [img for img in page.select("main img") if "_images/" in img.get("src", "")]
-        assert figures, f"{notebook.stem}: no figure on the page"
-        assert (HTML / "notebooks" / figures[0]["src"]).resolve().is_file()
+        assert figures, f"{edition}{notebook.stem}: no figure on the page"
+        assert (HTML / edition / "notebooks" / figures[0]["src"]).resolve().is_file()
 
 
-def test_chapters_have_binder_and_colab_launch_buttons(build_log):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapters_have_binder_and_colab_launch_buttons(build_log, edition):
+    """A Chinese chapter's buttons open the Chinese notebook (zh/notebooks/...)."""
     repo, branch = _repository()
     for notebook in CHAPTERS:
-        hrefs = [a.get("href", "") for a in _page(f"notebooks/{notebook.stem}.html").find_all("a")]
-        path = f"notebooks/{notebook.name}"
+        hrefs = [a.get("href", "") for a in _page(f"{edition}notebooks/{notebook.stem}.html").find_all("a")]
+        path = f"{edition}notebooks/{notebook.name}"
         assert f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=tree/{path}" in hrefs
         assert f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}" in hrefs
 
 
-def test_intro_states_the_versions_it_was_built_with(build_log):
-    text = _page("book/intro.html").get_text()
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_intro_states_the_versions_it_was_built_with(build_log, edition):
+    text = _page(f"{edition}book/intro.html").get_text()
     for name in ("torch", "transformers"):
         version = attnviz.versions(warn=False)[name]
         assert re.search(rf"{name}\s+{re.escape(version)}", text), f"intro does not print {name} {version}"
 
 
-def test_intro_links_every_chapter(build_log):
-    links = {a.get("href", "").split("#")[0] for a in _page("book/intro.html").select("main a")}
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_intro_links_every_chapter(build_log, edition):
+    links = {a.get("href", "").split("#")[0] for a in _page(f"{edition}book/intro.html").select("main a")}
     for notebook in CHAPTERS:
         assert f"../notebooks/{notebook.stem}.html" in links
 

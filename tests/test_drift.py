@@ -198,3 +198,12 @@ def test_recipe_changes_name_the_cells_that_moved():
     )
     assert "- Recipe cells: 1 differ from 5.24.0's rows in book/data/recipes.json." in report
     assert "  - seed / eager / False / 1: 5.24.0 {" in report
+
+
+def test_the_report_says_the_chinese_edition_is_covered_by_code_identity():
+    chinese = drift.chinese_edition()
+    assert chinese["chapters"] >= 10 and chinese["differ"] == [], chinese
+    report = drift.render([], "5.24.0", "checking", chinese=chinese)
+    assert f"covered by code identity: its {chinese['chapters']} chapters' code cells" in report
+    broken = drift.render([], "5.24.0", "checking", chinese={"chapters": 11, "differ": ["04_rope.ipynb"]})
+    assert "NOT covered: the code of 04_rope.ipynb differs" in broken

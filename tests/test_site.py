@@ -1,7 +1,8 @@
 """The built site as a reader meets it: headless Chromium (Debian's) driven by Playwright.
 
 `make test` installs chromium with apt when it is missing. Screenshots of every page, at 1280 px
-and 390 px, land in _build/screenshots/ (tests/test_site_reader.py takes them).
+and 390 px, land in _build/screenshots/ (tests/test_site_reader.py takes them). Every page means
+both editions: the English pages, then the Chinese ones under zh/.
 """
 
 import functools
@@ -13,8 +14,9 @@ import threading
 from urllib.parse import urljoin, urlparse
 
 import pytest
-from conftest import HTML, PAGES
+from conftest import EDITIONS, HTML, SITE_PAGES
 
+PAGES = SITE_PAGES
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 # Debian's chromium by default; ATTNVIZ_CHROMIUM names another Chromium-based browser (e.g. on CI images).
@@ -73,7 +75,7 @@ def test_page_loads_cleanly_with_its_images(browser, server, page_name):
     page.close()
 
 
-@pytest.mark.parametrize("page_name", [p for p in PAGES if p.startswith("notebooks/")])
+@pytest.mark.parametrize("page_name", [p for p in PAGES if "notebooks/" in p])
 def test_chapters_offer_binder_and_colab(browser, server, page_name):
     page = browser.new_page()
     page.goto(urljoin(server, f"{page_name}.html"))
@@ -103,11 +105,12 @@ def test_internal_links_resolve(browser, server):
     assert not broken, "\n".join(broken)
 
 
-def test_kernel_free_explorer_redraws_on_a_toggle(browser, server):
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_kernel_free_explorer_redraws_on_a_toggle(browser, server, edition):
     page = browser.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(urljoin(server, "notebooks/09_explorer.html"))
+    page.goto(urljoin(server, f"{edition}notebooks/09_explorer.html"))
     page.wait_for_selector(".attnviz-static[data-state=ready]", timeout=30000)  # the model runs in the page
     canvas = page.locator(".attnviz-static canvas")
     assert canvas.count() == 1

@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 import pytest
 import test_site
 from bs4 import BeautifulSoup
-from conftest import HTML, ROOT
+from conftest import EDITIONS, HTML, ROOT
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.book, pytest.mark.browser]
 browser = test_site.browser
 server = test_site.server
 PAGES = test_site.PAGES
-CHAPTERS = [p for p in PAGES if p.startswith("notebooks/")]
+CHAPTERS = [p for p in PAGES if "notebooks/" in p]  # both editions
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -65,16 +65,18 @@ def _table_rows(page_name):
     ]
 
 
-def test_chapter_5_shows_its_equivalence_matrix_as_a_table(build_log):
-    tables = _table_rows("notebooks/05_masks_and_backends")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_5_shows_its_equivalence_matrix_as_a_table(build_log, edition):
+    tables = _table_rows(f"{edition}notebooks/05_masks_and_backends")
     matrix = next((t for t in tables if t and t[0][0] == "backend"), None)
     assert matrix, f"no table headed 'backend' on chapter 5; tables: {tables}"
     assert [row[0] for row in matrix[1:]] == ["eager", "sdpa", "flex_attention"]
     assert all(len(row) == 5 for row in matrix)
 
 
-def test_chapter_6_shows_the_layer_0_evidence_of_the_compatibility_matrix(build_log):
-    tables = _table_rows("notebooks/06_patch_across_versions")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_6_shows_the_layer_0_evidence_of_the_compatibility_matrix(build_log, edition):
+    tables = _table_rows(f"{edition}notebooks/06_patch_across_versions")
     # the compatibility matrix itself is a figure (releases x patches x backends x use_cache); the
     # table is its sdpa evidence: what the seed's layer 0 received on each release, with and without a cache
     committed = json.loads((ROOT / "book" / "data" / "compat.json").read_text(encoding="utf-8"))
@@ -89,8 +91,9 @@ def test_chapter_6_shows_the_layer_0_evidence_of_the_compatibility_matrix(build_
         assert verdict == ("both ways" if measured else "CAUSAL"), (version, cache)
 
 
-def test_chapter_7_shows_the_probe_table(build_log):
-    tables = _table_rows("notebooks/07_the_patch_that_works")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_7_shows_the_probe_table(build_log, edition):
+    tables = _table_rows(f"{edition}notebooks/07_the_patch_that_works")
     probes = next((t for t in tables if t and t[0] == ["model", "eager", "sdpa", "flex_attention"]), None)
     assert probes, f"no per-backend probe table on chapter 7; tables: {tables}"
     assert probes[1][0] == "plain LlamaModel" and len(probes) >= 4
@@ -98,7 +101,11 @@ def test_chapter_7_shows_the_probe_table(build_log):
 
 @pytest.mark.parametrize(
     "page_name",
-    ["notebooks/05_masks_and_backends", "notebooks/06_patch_across_versions", "notebooks/07_the_patch_that_works"],
+    [
+        f"{e}notebooks/{n}"
+        for e in EDITIONS
+        for n in ("05_masks_and_backends", "06_patch_across_versions", "07_the_patch_that_works")
+    ],
 )
 def test_chapter_tables_fit_the_desktop_column(browser, server, page_name):
     """A chapter's tables fit the desktop column: none hides its last column behind a scroll bar."""
@@ -159,10 +166,11 @@ def test_menu_button_collapses_and_restores_the_sidebar_on_a_desktop(browser, se
 # --- 4. launch buttons only where Colab and Binder can open the page -------------------------
 
 
-def test_intro_has_no_launch_buttons(build_log):
-    hrefs = [a.get("href", "") for a in _soup("book/intro").find_all("a")]
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_intro_has_no_launch_buttons(build_log, edition):
+    hrefs = [a.get("href", "") for a in _soup(f"{edition}book/intro").find_all("a")]
     assert not [h for h in hrefs if "colab.research.google.com" in h or "mybinder.org" in h]
-    assert not _soup("book/intro").select(".dropdown-launch-buttons")
+    assert not _soup(f"{edition}book/intro").select(".dropdown-launch-buttons")
 
 
 # --- 7. nothing scrolls sideways on a phone (and the screenshots at both widths) -------------
@@ -239,8 +247,9 @@ def test_every_page_has_a_favicon(browser, server):
 # --- 9. chapter 9 carries no unused widget state ---------------------------------------------
 
 
-def test_chapter_9_has_no_widget_state_and_loads_no_widget_scripts(browser, server):
-    soup = _soup("notebooks/09_explorer")
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_9_has_no_widget_state_and_loads_no_widget_scripts(browser, server, edition):
+    soup = _soup(f"{edition}notebooks/09_explorer")
     assert not soup.select("script[type='application/vnd.jupyter.widget-state+json']")
     sources = [s.get("src", "") for s in soup.find_all("script")]
     assert not [s for s in sources if "require" in s or "html-manager" in s or "embed-amd" in s], sources
@@ -249,7 +258,7 @@ def test_chapter_9_has_no_widget_state_and_loads_no_widget_scripts(browser, serv
     page = browser.new_page(viewport=DESKTOP)
     page.on("request", lambda r: requested.append(r.url))
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server) else route.abort())
-    page.goto(urljoin(server, "notebooks/09_explorer.html"), wait_until="load")
+    page.goto(urljoin(server, f"{edition}notebooks/09_explorer.html"), wait_until="load")
     assert not [u for u in requested if "require" in u or "html-manager" in u or "embed-amd" in u], requested
     page.close()
 
@@ -265,8 +274,9 @@ def test_page_requests_nothing_off_the_site(browser, server, page_name):
     assert not offsite, f"{page_name} asks the network for {offsite}"
 
 
-def test_chapter_4_maths_render_offline(browser, server):
-    page = _open(browser, server, "notebooks/04_rope", DESKTOP)
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapter_4_maths_render_offline(browser, server, edition):
+    page = _open(browser, server, f"{edition}notebooks/04_rope", DESKTOP)
     page.wait_for_selector("mjx-container", timeout=10000)
     text = page.locator("main").inner_text()
     assert "\\(" not in text and "\\begin" not in text, "raw TeX is visible"

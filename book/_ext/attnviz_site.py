@@ -17,14 +17,19 @@
   stylesheet, to the pages that show a live explorer (`attnviz.view.LIVE_MARKER`). Script tags,
   not fetch: they load from the site's own origin and from a site opened from disk. Being files
   rather than inline, a change to the explorer reaches the site without re-running chapter 9.
+- Adds the language switch (English <-> 中文) to every page's header, when the configuration
+  names the other edition (`attnviz_other_edition`): a relative link to the same page there, or
+  to its first page when it has no such page, so it works over http and from disk alike.
 """
 
+import logging
 from pathlib import Path
 
 from sphinx.errors import ExtensionError
 from sphinx.util.fileutil import copy_asset
 
 STATIC = Path(__file__).resolve().parent / "static"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # MathJax's es5/ folder, less the combined bundles the site does not load (15 MB)
@@ -125,7 +130,68 @@ def _copy_mathjax(app, exception):
         copy_asset(str(es5 / folder), str(target / folder))
 
 
+def _other_pages(app) -> list[str]:
+    """The other edition's pages, from its _toc.yml (its root page first)."""
+    import yaml
+
+    other = app.config.attnviz_other_edition
+    toc = yaml.safe_load((Path(app.srcdir) / other["toc"]).read_text(encoding="utf-8"))
+    return [toc["root"]] + [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
+
+
+def _add_language_switch(app, config):
+    other = config.attnviz_other_edition
+    if not other:
+        return
+    missing = {"label", "lang", "path", "toc"} - set(other)
+    if missing:
+        raise ExtensionError(f"attnviz_other_edition needs {sorted(missing)}; got {other}")
+    app.attnviz_other_pages = _other_pages(app)
+    config.templates_path.append(str(TEMPLATES))
+    # before the theme's own header buttons, where a reader looks for it on a phone too
+    header_end = config.html_theme_options.get("article_header_end") or ["article-header-buttons.html"]
+    if isinstance(header_end, str):
+        header_end = [name.strip() for name in header_end.split(",") if name.strip()]
+    config.html_theme_options["article_header_end"] = ["attnviz-language-switch.html", *header_end]
+
+
+def _add_theme_options(app, config):
+    # Jupyter Book's _config.yml reaches only some theme options; an edition sets others here
+    # (the Chinese one: the search field's placeholder, which the theme does not translate)
+    config.html_theme_options.update(config.attnviz_theme_options or {})
+
+
+def _check_chinese_search(app, config):
+    if not (config.language or "").startswith("zh"):
+        return
+    try:
+        import jieba  # Sphinx's Chinese search index splits words with it, and is empty of Chinese without it
+    except ImportError:
+        raise ExtensionError(
+            "the Chinese edition's search index needs jieba: pip install -r requirements.txt"
+        ) from None
+    jieba.setLogLevel(logging.WARNING)  # it reports loading its dictionary on every build
+
+
+def _language_switch(app, pagename, templatename, context, doctree):
+    other = app.config.attnviz_other_edition
+    if not other:
+        return
+    pages = app.attnviz_other_pages
+    target = pagename if pagename in pages else pages[0]
+    href = "../" * pagename.count("/") + other["path"] + target + ".html"
+    context["attnviz_language_switch"] = {"href": href, "label": other["label"], "lang": other["lang"]}
+    link = f'<link rel="alternate" hreflang="{other["lang"]}" href="{href}" />\n'
+    context["metatags"] = context.get("metatags", "") + link
+
+
 def setup(app):
+    app.add_config_value("attnviz_other_edition", None, "html")
+    app.add_config_value("attnviz_theme_options", None, "html")
+    app.connect("config-inited", _add_theme_options)
+    app.connect("config-inited", _add_language_switch)
+    app.connect("config-inited", _check_chinese_search)
+    app.connect("html-page-context", _language_switch)
     app.connect("config-inited", _add_static)
     app.connect("config-inited", _check_mathjax)
     app.add_css_file("attnviz-site.css")
