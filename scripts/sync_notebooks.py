@@ -18,8 +18,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-# the page shows neither the installer (remove-input) nor, until clicked, its output (hide-output)
-SETUP_TAGS = ("remove-input", "hide-output")
+# the page shows nothing of the setup cell: not the installer, and not its output (a dict of
+# versions behind an empty "Show code cell outputs" toggle was the first thing on every chapter;
+# the intro prints the versions the book was built with). It still runs, in the book and on Colab.
+SETUP_TAGS = ("remove-cell",)
+SUPERSEDED_TAGS = ("remove-input", "hide-output", "hide-input")
 SETUP_MARKER = "# attnviz setup cell"
 
 
@@ -67,7 +70,8 @@ def synced(nb: dict) -> dict:
         raise SystemExit(f"the first code cell must start with {SETUP_MARKER!r}")
     setup = code_cells[0]
     setup["source"] = setup_source().splitlines(keepends=True)
-    tags = setup.setdefault("metadata", {}).setdefault("tags", [])
+    metadata = setup.setdefault("metadata", {})
+    tags = metadata["tags"] = [t for t in metadata.get("tags", []) if t not in SUPERSEDED_TAGS]
     for tag in SETUP_TAGS:
         if tag not in tags:
             tags.append(tag)
