@@ -263,3 +263,33 @@ def test_sizes_in_messages_are_human_readable():
     assert [human(0), human(1023), human(1024), human(1536)] == ["0.0 B", "1023.0 B", "1.0 KB", "1.5 KB"]
     assert [human(5 * 2**20), human(3 * 2**30), human(2**40)] == ["5.0 MB", "3.0 GB", "1.0 TB"]
     assert human(5000 * 2**40) == "5000.0 TB"  # no unit above TB
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("padded", [False, True], ids=["no-padding", "padding"])
+def test_the_flash_form_of_the_mask_gives_eager_weights(padded, bidirectional):
+    # flash has no CPU kernel, but what it is given can be: no 4D mask, the 2D padding mask (or
+    # none), is_causal, and the sliding window as the kernel's own argument. Recomputed from that,
+    # the weights must be eager's, window and padding included (a padding row that may see nothing
+    # is spread over every key, as eager's additive mask spreads it).
+    window = 3
+    # transformers 5.24's flash kernel gets window_size=(window - 1, window - 1): |i - j| < window.
+    # Causal, that is eager's window; bidirectional, eager allows |i - j| <= window, one key more
+    # each side, so the flash pattern is eager's with a window one smaller (compared on layer 0,
+    # whose inputs do not depend on the window).
+    eager = attnviz.tiny_model("mistral", seed=4, sliding_window=window - 1 if bidirectional else window)
+    model = attnviz.tiny_model("mistral", seed=4, attn_implementation="sdpa", sliding_window=window)
+    inputs = {"input_ids": IDS, **({"attention_mask": PADDED} if padded else {})}
+    with attnviz.patched(eager, bidirectional=bidirectional), torch.no_grad():
+        expected = eager(**inputs, output_attentions=True).attentions
+    modules = [layer.self_attn for layer in model.layers]
+    with attnviz.patched(model, bidirectional=bidirectional):
+        recorded = capture.run_layers(model, modules, {0, 1}, inputs, projections=True)
+    for index in (0,) if bidirectional else (0, 1):
+        flash_inputs = {**recorded[index], "attention_mask": PADDED if padded else None}
+        weights = torch.zeros_like(expected[index])
+        # three rows at a time, as attention_map streams them: each block reaches only its own keys
+        for block in capture.attention_rows(modules[index], flash_inputs, "flash_attention_2", rows=3):
+            key_stop = block.key_start + block.weights.shape[-1]
+            weights[:, :, block.start : block.stop, block.key_start : key_stop] = block.weights
+        assert_close(weights, expected[index])
