@@ -37,7 +37,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
 MODULES = {
     "patch": (["src/attnviz/patch.py"], ["tests/test_patch.py", "tests/test_hostile.py", "tests/test_probes.py"]),
     "probes": (["src/attnviz/probes.py"], ["tests/test_probes.py", "tests/test_hostile.py", "tests/test_demo.py"]),
-    "capture": (["src/attnviz/capture.py"], ["tests/test_capture.py", "tests/test_families.py"]),
+    # capture.py also holds what attention_map streams (attention_rows a block of rows at a time,
+    # widen, check_forward_memory, run_layers without on_output): test_longmap.py checks those
+    "capture": (
+        ["src/attnviz/capture.py"],
+        ["tests/test_capture.py", "tests/test_families.py", "tests/test_longmap.py"],
+    ),
     "reference": (
         ["src/attnviz/reference.py"],
         ["tests/test_reference.py", "tests/test_capture.py", "tests/test_families.py"],
