@@ -293,3 +293,13 @@ def test_the_flash_form_of_the_mask_gives_eager_weights(padded, bidirectional):
             key_stop = block.key_start + block.weights.shape[-1]
             weights[:, :, block.start : block.stop, block.key_start : key_stop] = block.weights
         assert_close(weights, expected[index])
+
+
+@pytest.mark.parametrize("backend", ["flash_attention_2", "flash_attention_3", "flash_attention_4"])
+def test_flash_backends_are_known(backend):
+    # no flash kernel runs on a CPU, but capture knows how flash masks (test above), so it accepts
+    # such a model; only a backend it does not know is refused
+    model = attnviz.tiny_model()
+    model.config._attn_implementation = backend
+    backbone, found, modules = capture.check_call(model, {"input_ids": IDS}, "capture_attention")
+    assert backbone is model and found == backend and modules == [layer.self_attn for layer in model.layers]
