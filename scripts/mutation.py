@@ -37,7 +37,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
 MODULES = {
     "patch": (["src/attnviz/patch.py"], ["tests/test_patch.py", "tests/test_hostile.py", "tests/test_probes.py"]),
     "probes": (["src/attnviz/probes.py"], ["tests/test_probes.py", "tests/test_hostile.py", "tests/test_demo.py"]),
-    "capture": (["src/attnviz/capture.py"], ["tests/test_capture.py", "tests/test_families.py"]),
+    # capture.py also holds what attention_map streams (attention_rows a block of rows at a time,
+    # widen, check_forward_memory, run_layers without on_output): test_longmap.py checks those
+    "capture": (
+        ["src/attnviz/capture.py"],
+        ["tests/test_capture.py", "tests/test_families.py", "tests/test_longmap.py"],
+    ),
     "reference": (
         ["src/attnviz/reference.py"],
         ["tests/test_reference.py", "tests/test_capture.py", "tests/test_families.py"],
@@ -84,7 +89,30 @@ _STACKLEVEL = (
     "which frame a warning names: mutmut's trampolines add frames, so under mutation testing no test can "
     "pin it (tests/test_patch.py checks the warning itself)"
 )
+_OTHER_DRAW = (
+    "the last input is replaced by another random draw either way: which seed or row it is taken from "
+    "changes the size of the effect by chance, not what the probe measures (tests/test_probes.py checks "
+    "that only the last input changes)"
+)
+_AT_THRESHOLD = (
+    "an effect exactly equal to the threshold (floats from different outputs) does not occur: test_verdicts "
+    "checks every effect is below a tenth of it or above 100 times it"
+)
+_FOUR_DIMS = "offset_score refuses anything but 4D weights, where dimension +2 is dimension -2"
 EQUIVALENT: dict[str, str] = {
+    "attnviz.probes.x_probe_report__mutmut_32": _OTHER_DRAW,
+    "attnviz.probes.x_probe_report__mutmut_33": _OTHER_DRAW,
+    "attnviz.probes.x_probe_report__mutmut_34": _OTHER_DRAW,
+    "attnviz.probes.x_probe_report__mutmut_35": _OTHER_DRAW,
+    "attnviz.probes.x_probe_report__mutmut_98": "versions(warn=None) does not warn, as warn=False does: None is falsy",
+    "attnviz.probes.x_probe_report__mutmut_102": _AT_THRESHOLD,
+    "attnviz.probes.x_probe_report__mutmut_103": _AT_THRESHOLD,
+    "attnviz.probes.x__probe_inputs__mutmut_17": (
+        "the inputs are made on the CPU: without device= they stay there, which is the model's device in the "
+        "fast lane; on another device the mixed devices would raise"
+    ),
+    "attnviz.probes.x_offset_score__mutmut_4": _FOUR_DIMS,
+    "attnviz.probes.x_offset_score__mutmut_15": _FOUR_DIMS,
     "attnviz.patch.xǁNoRoPEǁ__init____mutmut_7": "rope_attention_scaling(None) is 1.0, the value for config=None",
     "attnviz.patch.xǁNoRoPEǁaround__mutmut_3": _AROUND,
     "attnviz.patch.xǁNoRoPEǁaround__mutmut_5": _AROUND,

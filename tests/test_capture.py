@@ -1,11 +1,15 @@
 """capture_attention returns eager's weights whatever the backend, and leaves the model as it was."""
 
+import math
+import os
+
 import pytest
 import torch
 from torch.testing import assert_close
 from transformers import GPT2Config, GPT2Model, LlamaForCausalLM
 
 import attnviz
+from attnviz import capture
 
 IDS = torch.tensor([[5, 17, 42, 8, 5, 99, 23, 61], [3, 4, 5, 6, 7, 8, 9, 10]])
 PADDED = torch.tensor([[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1]])
@@ -124,3 +128,178 @@ def test_one_layer_and_some_heads_only():
         attnviz.capture_attention(model, input_ids=IDS, heads=[4])
     with pytest.raises(ValueError, match=r"indices of the model's 2 layers \(0 to 1"):
         attnviz.capture_attention(model, input_ids=IDS, layers=[5])
+
+
+def test_layer_and_head_indices_at_both_ends():
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    full = attnviz.capture_attention(model, input_ids=IDS)
+    first = attnviz.capture_attention(model, input_ids=IDS, layers=[-2], heads=[-4])
+    assert first[1] is None
+    assert_close(first[0], full[0][:, [0]])
+    assert attnviz.capture_attention(model, input_ids=IDS, layers=[]) == (None, None)
+    for bad in ([2], [-3]):
+        with pytest.raises(ValueError, match="indices of the model's 2 layers"):
+            attnviz.capture_attention(model, input_ids=IDS, layers=bad)
+    for bad in ([4], [-5], []):
+        with pytest.raises(ValueError, match="indices of the model's 4 query heads"):
+            attnviz.capture_attention(model, input_ids=IDS, heads=bad)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+@pytest.mark.parametrize("layers", [None, [0]], ids=["all-layers", "layer-0"])
+def test_each_layer_projects_once_and_later_layers_never_run(backend, layers):
+    # capture runs the model once: it takes eager's own weights, or the projections each layer
+    # computed, rather than running q_proj and k_proj again; and it stops after the last layer asked for
+    model = attnviz.tiny_model(attn_implementation=backend)
+    calls = []
+    for index, layer in enumerate(model.layers):
+        for name in ("q_proj", "k_proj"):
+            getattr(layer.self_attn, name).register_forward_hook(lambda *_, key=(index, name): calls.append(key))
+    attnviz.capture_attention(model, input_ids=IDS, layers=layers)
+    ran = range(2) if layers is None else layers
+    assert sorted(calls) == sorted((index, name) for index in ran for name in ("q_proj", "k_proj"))
+
+
+def test_a_layer_that_never_runs_is_an_error_not_a_missing_tensor():
+    # a model that skips a layer (early exit, layer dropping) cannot give that layer's weights
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    model.layers[1].forward = lambda hidden_states, *args, **kwargs: hidden_states
+    with pytest.raises(RuntimeError, match=r"layers \[1\] were not run"):
+        attnviz.capture_attention(model, input_ids=IDS)
+    assert attnviz.capture_attention(model, input_ids=IDS, layers=[0])[0].shape == (2, 4, 8, 8)
+
+
+def test_a_kv_cache_is_refused_under_either_name():
+    from transformers import DynamicCache
+
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    for name in ("cache", "past_key_values"):
+        with pytest.raises(ValueError, match=rf"was given a KV cache \({name}=\.\.\.\)"):
+            attnviz.capture_attention(model, input_ids=IDS, **{name: DynamicCache(config=model.config)})
+    with pytest.raises(ValueError, match="input_ids or inputs_embeds"):  # transformers' own message
+        attnviz.capture_attention(model, attention_mask=PADDED)
+
+
+def test_module_is_causal_false_is_the_mask_sdpa_applies():
+    # with no padding sdpa gets no mask, and the kernel's is_causal comes from the module: a model
+    # whose attention modules say is_causal=False attends both ways, and capture must show that
+    model = attnviz.tiny_model(seed=3, attn_implementation="sdpa")
+    for layer in model.layers:
+        layer.self_attn.is_causal = False
+    got = attnviz.capture_attention(model, input_ids=IDS)
+    eager = attnviz.tiny_model(seed=3)
+    with attnviz.bidirectional(eager), torch.no_grad():
+        expected = eager(IDS, output_attentions=True)
+        assert_close(model(IDS).last_hidden_state, expected.last_hidden_state)  # sdpa did attend both ways
+    for mine, theirs in zip(got, expected.attentions, strict=True):
+        assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize("seq", [1, 2, 3])
+def test_the_shortest_inputs(seq):
+    # one query needs no causal mask; from two on, the first query must not see the second
+    eager = attnviz.tiny_model(seed=1)
+    model = attnviz.tiny_model(seed=1, attn_implementation="sdpa")
+    with torch.no_grad():
+        expected = eager(IDS[:, :seq], output_attentions=True).attentions
+    for mine, theirs in zip(attnviz.capture_attention(model, input_ids=IDS[:, :seq]), expected, strict=True):
+        assert_close(mine, theirs)
+
+
+def test_half_precision_weights_are_returned_in_the_model_dtype():
+    eager = attnviz.tiny_model(seed=5).to(torch.bfloat16)
+    model = attnviz.tiny_model(seed=5, attn_implementation="sdpa").to(torch.bfloat16)
+    with torch.no_grad():
+        expected = eager(IDS, attention_mask=PADDED, output_attentions=True).attentions
+    got = attnviz.capture_attention(model, input_ids=IDS, attention_mask=PADDED)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.dtype == torch.bfloat16
+        assert_close(mine, theirs, atol=2e-2, rtol=2e-2)
+
+
+def _must_not_run(model):
+    def refuse(module, args, kwargs):
+        raise AssertionError("the model was run: the capture should have been refused before")
+
+    model.register_forward_pre_hook(refuse, with_kwargs=True)
+    return model
+
+
+def test_a_capture_too_large_for_memory_is_refused_before_running():
+    # inputs on the meta device have a shape and no data; the model fails the test if it is run
+    model = _must_not_run(attnviz.tiny_model(attn_implementation="sdpa"))
+    seq = 100_000
+    blocks = 2 * capture.BLOCK_ELEMENTS * 4  # one block of float32 scores and its softmax
+    ids = torch.zeros(1, seq, dtype=torch.long, device="meta")
+    with pytest.raises(MemoryError) as refused:
+        attnviz.capture_attention(model, input_ids=ids)
+    message = str(refused.value)
+    needed = 2 * 4 * seq * seq * 4 + blocks
+    assert f"need about {needed / 2**30:.1f} GB for 2 layer(s) x 4 head(s) x 1 x {seq} x {seq} weights" in message
+    assert f"one layer and one head at {seq} tokens is {seq * seq * 4 / 2**30:.1f} GB" in message
+    assert "attnviz.attention_map(model, layer=..., head=..., **inputs)" in message
+    embeds = torch.zeros(2, seq, 128, device="meta")
+    with pytest.raises(MemoryError) as refused:
+        attnviz.capture_attention(model, inputs_embeds=embeds, layers=[1], heads=[0, 1])
+    needed = 1 * 2 * 2 * seq * seq * 4 + blocks
+    assert f"need about {needed / 2**30:.1f} GB for 1 layer(s) x 2 head(s) x 2 x {seq} x {seq} weights" in str(
+        refused.value
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads the free memory Linux reports")
+def test_a_capture_that_would_take_most_of_the_free_memory_is_refused():
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    model = _must_not_run(attnviz.tiny_model(attn_implementation="sdpa"))
+    # the weights alone would take 90% of what is free: more than the 80% capture allows itself
+    seq = math.isqrt(int(0.9 * available) // (2 * 4 * 4))
+    with pytest.raises(MemoryError, match=r"this machine has \d+\.\d [KMGT]?B free"):
+        attnviz.capture_attention(model, input_ids=torch.zeros(1, seq, dtype=torch.long, device="meta"))
+
+
+def test_sizes_in_messages_are_human_readable():
+    human = capture._human
+    assert [human(0), human(1023), human(1024), human(1536)] == ["0.0 B", "1023.0 B", "1.0 KB", "1.5 KB"]
+    assert [human(5 * 2**20), human(3 * 2**30), human(2**40)] == ["5.0 MB", "3.0 GB", "1.0 TB"]
+    assert human(5000 * 2**40) == "5000.0 TB"  # no unit above TB
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("padded", [False, True], ids=["no-padding", "padding"])
+def test_the_flash_form_of_the_mask_gives_eager_weights(padded, bidirectional):
+    # flash has no CPU kernel, but what it is given can be: no 4D mask, the 2D padding mask (or
+    # none), is_causal, and the sliding window as the kernel's own argument. Recomputed from that,
+    # the weights must be eager's, window and padding included (a padding row that may see nothing
+    # is spread over every key, as eager's additive mask spreads it).
+    window = 3
+    # transformers 5.24's flash kernel gets window_size=(window - 1, window - 1): |i - j| < window.
+    # Causal, that is eager's window; bidirectional, eager allows |i - j| <= window, one key more
+    # each side, so the flash pattern is eager's with a window one smaller (compared on layer 0,
+    # whose inputs do not depend on the window).
+    eager = attnviz.tiny_model("mistral", seed=4, sliding_window=window - 1 if bidirectional else window)
+    model = attnviz.tiny_model("mistral", seed=4, attn_implementation="sdpa", sliding_window=window)
+    inputs = {"input_ids": IDS, **({"attention_mask": PADDED} if padded else {})}
+    with attnviz.patched(eager, bidirectional=bidirectional), torch.no_grad():
+        expected = eager(**inputs, output_attentions=True).attentions
+    modules = [layer.self_attn for layer in model.layers]
+    with attnviz.patched(model, bidirectional=bidirectional):
+        recorded = capture.run_layers(model, modules, {0, 1}, inputs, projections=True)
+    for index in (0,) if bidirectional else (0, 1):
+        flash_inputs = {**recorded[index], "attention_mask": PADDED if padded else None}
+        weights = torch.zeros_like(expected[index])
+        # three rows at a time, as attention_map streams them: each block reaches only its own keys
+        for block in capture.attention_rows(modules[index], flash_inputs, "flash_attention_2", rows=3):
+            key_stop = block.key_start + block.weights.shape[-1]
+            weights[:, :, block.start : block.stop, block.key_start : key_stop] = block.weights
+        assert_close(weights, expected[index])
+
+
+@pytest.mark.parametrize("backend", ["flash_attention_2", "flash_attention_3", "flash_attention_4"])
+def test_flash_backends_are_known(backend):
+    # no flash kernel runs on a CPU, but capture knows how flash masks (test above), so it accepts
+    # such a model; only a backend it does not know is refused
+    model = attnviz.tiny_model()
+    model.config._attn_implementation = backend
+    backbone, found, modules = capture.check_call(model, {"input_ids": IDS}, "capture_attention")
+    assert backbone is model and found == backend and modules == [layer.self_attn for layer in model.layers]

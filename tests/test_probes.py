@@ -5,6 +5,7 @@ import contextlib
 import pytest
 import torch
 from torch.testing import assert_close
+from transformers import LlamaForCausalLM
 
 import attnviz
 from attnviz.state import SeedBidirectionalModel
@@ -141,3 +142,66 @@ def test_use_cache_reaches_every_probe_call():
         attnviz.probe_report(model, use_cache=True)
     seed = seed_backbone(attnviz.tiny_config(attn_implementation="sdpa")).eval()
     assert attnviz.probe_report(seed, use_cache=True).attends_to_future
+
+
+def test_report_names_the_model_class_dtype_and_threshold_settings():
+    model = attnviz.tiny_model(attn_implementation="sdpa").to(torch.bfloat16)
+    report = attnviz.probe_report(model, seq_len=3)  # three positions is the least the probes accept
+    assert report.model == "LlamaModel" and report.seq_len == 3
+    assert report.dtype == "torch.bfloat16"
+    assert report.rtol == attnviz.probes.relative_tolerance(torch.bfloat16) == 8 * torch.finfo(torch.bfloat16).eps
+    lines = str(report).splitlines()
+    assert lines[0] == f"attnviz probe report: LlamaModel (backend sdpa, transformers {report.transformers})"
+    assert len(lines) == 4 and lines[1].startswith("  attends to the future: no (causal)")
+    assert "for torch.bfloat16 x output scale), 3 random inputs_embeds" in lines[3]
+    wrapper = LlamaForCausalLM(attnviz.tiny_config()).eval()
+    assert attnviz.probe_report(wrapper).model == "LlamaForCausalLM"
+
+
+def test_threshold_is_relative_to_the_output_scale_with_a_floor_of_one():
+    # The last norm's weight scales every output: the threshold follows the scale above 1 and
+    # stays at rtol below it, so a model with small outputs is not judged by an ever smaller bar.
+    model = attnviz.tiny_model()
+    reports = {}
+    for scale in (0.01, 10.0, 100.0):
+        with torch.no_grad():
+            model.norm.weight.fill_(scale)
+        reports[scale] = attnviz.probe_report(model)
+    assert reports[0.01].threshold == reports[0.01].rtol == attnviz.probes.DEFAULT_RTOL
+    assert reports[10.0].threshold > 10 * reports[10.0].rtol
+    assert reports[100.0].threshold == pytest.approx(10 * reports[10.0].threshold, rel=1e-5)
+    for report in reports.values():  # the verdicts do not depend on the scale
+        assert not report.attends_to_future and report.uses_positions
+
+
+def test_probes_change_only_the_last_input_and_permute_every_position():
+    seen = []
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["inputs_embeds"]), with_kwargs=True)
+    report = attnviz.probe_report(model, seq_len=5)
+    base, changed, permuted = seen
+    assert base.shape == (1, 5, 128), "one sequence of seq_len made-up inputs"
+    assert torch.equal(changed[:, :-1], base[:, :-1]) and not torch.equal(changed[:, -1], base[:, -1])
+    # each permuted row is some other position's input: no position keeps its place
+    order = [next(j for j in range(5) if torch.equal(permuted[0, i], base[0, j])) for i in range(5)]
+    assert sorted(order) == list(range(5)) and all(i != j for i, j in enumerate(order))
+    assert report.seq_len == 5
+    for seed in range(20):  # the derangement holds for every seed and length, not just this one
+        for n in (3, 4, 8):
+            order = attnviz.probes._derangement(n, seed)
+            assert sorted(order.tolist()) == list(range(n)) and not (order == torch.arange(n)).any()
+
+
+def test_probe_report_does_not_warn_about_versions(monkeypatch, recwarn):
+    # the report names the transformers version it ran on; warning about pins is versions()'s job
+    monkeypatch.setitem(attnviz.PINNED_VERSIONS, "transformers", "0.0.0")
+    attnviz.probe_report(attnviz.tiny_model())
+    assert not [w for w in recwarn if "checked against" in str(w.message)]
+
+
+def test_offset_score_names_the_sequence_length_it_could_not_use():
+    weights = torch.rand(1, 3, 5, 5)  # 3 heads, 5 queries: the message must say 5
+    with pytest.raises(ValueError, match="offset -5 leaves no query with a key in a sequence of 5"):
+        attnviz.offset_score(weights, offset=-5)
+    with pytest.raises(ValueError, match=r"got shape \(3, 5, 5\)"):
+        attnviz.offset_score(weights[0])
