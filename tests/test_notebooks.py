@@ -294,3 +294,19 @@ def test_shown_code_fits_the_page(path):
         if len(line) > PAGE_COLUMNS
     ]
     assert not long_lines, f"{path.name}: lines over {PAGE_COLUMNS} columns: {long_lines}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_that_only_prints_a_table_is_folded(path):
+    """A cell that ends by showing a Markdown table shows the table, not the string-building code
+    (hide-input: the reader can still open it)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    shown = [
+        cell.get("id")
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code"
+        and "".join(cell["source"]).strip().splitlines()[-1:] != []
+        and "".join(cell["source"]).strip().splitlines()[-1].startswith("Markdown(")
+        and not HIDDEN_INPUT & set(cell["metadata"].get("tags", []))
+    ]
+    assert not shown, f"{path.name}: cells {shown} build a table in view; tag them hide-input"
