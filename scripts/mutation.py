@@ -189,9 +189,10 @@ def _scratch(module: str) -> Path:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints")
-    for folder in ("src", "tests", "scripts", "notebooks"):
+    for folder in ("src", "tests", "scripts", "notebooks", "benchmarks"):
         shutil.copytree(ROOT / folder, scratch / folder, ignore=ignore)
-    for name in ("_toc.yml", "_config.yml"):
+    for name in ("_toc.yml", "_config.yml", "zh/_toc.yml"):  # conftest reads both editions' pages
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, scratch / name)
     for file in files:
         if file in NOT_MUTATED:
@@ -200,7 +201,7 @@ def _scratch(module: str) -> Path:
         "source_paths": ["src"],
         "only_mutate": files,
         # mutmut runs the tests inside mutants/: what conftest and the tests read from the root
-        "also_copy": ["scripts", "notebooks", "_toc.yml", "_config.yml"],
+        "also_copy": ["scripts", "notebooks", "benchmarks", "_toc.yml", "_config.yml", "zh"],
         "do_not_mutate_patterns": PROSE,
         "pytest_add_cli_args_test_selection": [*tests, "-m", "not book and not browser"],
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
