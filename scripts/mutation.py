@@ -99,6 +99,60 @@ _AT_THRESHOLD = (
     "checks every effect is below a tenth of it or above 100 times it"
 )
 _FOUR_DIMS = "offset_score refuses anything but 4D weights, where dimension +2 is dimension -2"
+_CPU_ONLY = (
+    "only the device of a tensor made here changes (None or the default): the fast lane runs on the CPU, "
+    "where that is the same device; on another one the mixed devices would raise"
+)
+# capture.py
+_ASCII = "/proc/meminfo is ASCII: 'ascii', 'ASCII' and the locale's encoding (None or left out) read it alike"
+_ONE_HEAD_DIM = (
+    "every mask form has a head dimension of size 1 (transformers' 4D masks, a BlockMask evaluated with H=1, "
+    "the computed ones), so any over it, or flattening it with its neighbour, changes nothing"
+)
+_FOUR_D = "the mask is 4D (dim() == 4 is checked, or built so): dimension +2 is dimension -2"
+_TWO_OUTPUTS = (
+    "a Llama-family attention module always returns a tuple of two, (output, weights or None): output[1] "
+    "is taken either way"
+)
+_EAGER_NO_PROJECTIONS = (
+    "eager returns its own weights, which capture keeps: the projections recorded from an eager layer are "
+    "never read, and are dropped with its record after the layer"
+)
+_KEYWORD_HIDDEN = (
+    "transformers 5.24's decoder layers pass hidden_states to self_attn as a keyword: args is empty, and "
+    "the keyword is already recorded with the others"
+)
+_IS_CAUSAL_SET = "every Llama-family attention module sets is_causal in __init__: getattr's default is never used"
+_TRANSFORMERS_HEADLESS = (
+    "transformers' mask functions never read the head index, and create_mask takes H=None as 1: capture "
+    "evaluates one mask for every head either way"
+)
+_OUTSIDE_BIAS = (
+    "transformers writes only 0 and the dtype's minimum; any bias at or below min/3 gives its key weight exactly "
+    "0 whichever side of the threshold it falls (a row with no other key is spread over the keys it can reach "
+    "either way), so only which zero weights are computed moves"
+)
+_EXPAND_ONE = "dimension 1 of the computed mask has size 1: expand keeps it for -1 and for 1 alike"
+_NO_BATCH = "MaskRows.__init__ does not read batch (the masks carry their own)"
+_ONE_KEY = (
+    "max(2, n) differs from max(1, n) only for n = batch x heads x keys = 1: one key, so one query row "
+    "(no cache), one block whatever the rows per block"
+)
+_FLOAT_INDEX = (
+    "torch truncates a list of float indices: h / groups indexes the key head h // groups, heads being "
+    "non-negative (head_indices)"
+)
+_SAME_PROJECTIONS = (
+    "only attention_map uses the default, without on_output: the forward then stops in the last layer's "
+    "pre-hook, before q_proj and k_proj run, so no projection is recorded either way"
+)
+_HAS_FLEX = "torch 2.13 (requirements.txt) has flex attention: the ImportError branch never runs"
+_ONE_QUERY = "a single query is the last position: causal or not, it may attend to every key"
+_ONLY_FLASH = (
+    "eager, sdpa and flex always get a 4D mask or a BlockMask when a sliding window cuts keys (k_len > "
+    "window): only flash gets none, so no other backend reaches this test"
+)
+_WHOLE_WINDOW = "with k_len == window every |i - j| < window: the window masks nothing"
 EQUIVALENT: dict[str, str] = {
     "attnviz.probes.x_probe_report__mutmut_32": _OTHER_DRAW,
     "attnviz.probes.x_probe_report__mutmut_33": _OTHER_DRAW,
@@ -147,16 +201,44 @@ EQUIVALENT: dict[str, str] = {
     "attnviz.patch.xǁno_ropeǁ_apply_first__mutmut_7": _STACKLEVEL,
     "attnviz.reference.x_rope_cos_sin__mutmut_10": "arange(...) / head_dim is true division: float32 either way",
     "attnviz.reference.x_rope_cos_sin__mutmut_14": "arange(...) / head_dim is true division: float32 either way",
+    "attnviz.capture.x__available_bytes__mutmut_7": _ASCII,
+    "attnviz.capture.x__available_bytes__mutmut_9": _ASCII,
+    "attnviz.capture.x__available_bytes__mutmut_13": _ASCII,
+    "attnviz.capture.x__reach__mutmut_10": _ONE_HEAD_DIM,
+    "attnviz.capture.x__reach__mutmut_14": _ONE_HEAD_DIM,
+    "attnviz.capture.x__reach__mutmut_13": _FOUR_D,
+    "attnviz.capture.xǁMaskRowsǁ_rows_of__mutmut_4": _FOUR_D,
+    "attnviz.capture.xǁMaskRowsǁ_computed__mutmut_58": _EXPAND_ONE,
+    "attnviz.capture.x_attention_rows__mutmut_15": _NO_BATCH,
+    "attnviz.capture.x_attention_rows__mutmut_18": _CPU_ONLY,
+    "attnviz.capture.x_block_rows__mutmut_11": _ONE_KEY,
+    "attnviz.capture.x_capture_attention__mutmut_42": _TWO_OUTPUTS,
+    "attnviz.capture.x_capture_attention__mutmut_44": _TWO_OUTPUTS,
+    "attnviz.capture.x_capture_attention__mutmut_45": _TWO_OUTPUTS,
+    "attnviz.capture.x_capture_attention__mutmut_102": _EAGER_NO_PROJECTIONS,
+    "attnviz.capture.x_capture_attention__mutmut_103": _EAGER_NO_PROJECTIONS,
+    "attnviz.capture.x_query_key_states__mutmut_82": _FLOAT_INDEX,
+    "attnviz.capture.x_run_layers__mutmut_1": _SAME_PROJECTIONS,
+    "attnviz.capture.x_run_layers__mutmut_9": _KEYWORD_HIDDEN,
+    "attnviz.capture.x_run_layers__mutmut_10": _KEYWORD_HIDDEN,
+    "attnviz.capture.x_run_layers__mutmut_11": _KEYWORD_HIDDEN,
+    "attnviz.capture.x_run_layers__mutmut_12": _KEYWORD_HIDDEN,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_1": _HAS_FLEX,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_32": _IS_CAUSAL_SET,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_35": _IS_CAUSAL_SET,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_38": _IS_CAUSAL_SET,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_43": _ONE_QUERY,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_48": _ONLY_FLASH,
+    "attnviz.capture.xǁMaskRowsǁ__init____mutmut_53": _WHOLE_WINDOW,
+    "attnviz.capture.xǁMaskRowsǁrows__mutmut_89": _TRANSFORMERS_HEADLESS,
+    "attnviz.capture.xǁMaskRowsǁrows__mutmut_100": _TRANSFORMERS_HEADLESS,
+    "attnviz.capture.xǁMaskRowsǁrows__mutmut_129": _OUTSIDE_BIAS,
+    "attnviz.capture.xǁMaskRowsǁrows__mutmut_132": _OUTSIDE_BIAS,
 }
-
-_CPU_ONLY = (
-    "only the device of a tensor made here changes (None or the default): the fast lane runs on the CPU, "
-    "where that is the same device; on another one the mixed devices would raise"
-)
 
 
 def _without_device(line: str) -> str:
-    return re.sub(r"\s*device=[^,)]*,?", "", line[1:]).replace(", )", ")").replace("(,", "(").strip()
+    return re.sub(r"\s*device=[^,)]*,?", "", line[1:]).replace(", )", ")").replace(",)", ")").replace("(,", "(").strip()
 
 
 def _equivalent(name: str, diff: str) -> str | None:

@@ -1,5 +1,6 @@
 """capture_attention returns eager's weights whatever the backend, and leaves the model as it was."""
 
+import io
 import math
 import os
 
@@ -303,3 +304,209 @@ def test_flash_backends_are_known(backend):
     model.config._attn_implementation = backend
     backbone, found, modules = capture.check_call(model, {"input_ids": IDS}, "capture_attention")
     assert backbone is model and found == backend and modules == [layer.self_attn for layer in model.layers]
+
+
+def test_free_memory_is_read_from_the_device_the_model_is_on(monkeypatch):
+    # on a GPU, the memory free on that GPU (mem_get_info gives free and total); elsewhere, what
+    # Linux reports as available (in kB), or None when it cannot be read
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: asked.append(device) or (3 * 2**30, 8 * 2**30))
+    assert capture._available_bytes(torch.device("cuda", 1)) == 3 * 2**30
+    assert asked == [torch.device("cuda", 1)]
+    meminfo = "MemTotal:       16000 kB\nMemFree:         4000 kB\nMemAvailable:    6000 kB\n"
+
+    def fake_open(path, *args, **kwargs):
+        assert path == "/proc/meminfo"
+        return io.StringIO(meminfo)
+
+    monkeypatch.setattr(capture, "open", fake_open, raising=False)
+    assert capture._available_bytes(torch.device("cpu")) == 6000 * 1024
+    assert asked == [torch.device("cuda", 1)], "the CPU's free memory is not the GPU's"
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(capture, "open", no_proc, raising=False)
+    assert capture._available_bytes(torch.device("cpu")) is None
+
+
+def test_a_capture_may_take_80_percent_of_the_free_memory_and_no_more(monkeypatch):
+    # 2 layers x 4 heads x batch 2 x 8 x 8 float32 weights, plus one block of scores and its softmax
+    needed = 2 * 4 * 2 * 8 * 8 * 4 + 2 * capture.BLOCK_ELEMENTS * 4
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    monkeypatch.setattr(capture, "_available_bytes", lambda device: needed // 4 * 5)  # needed is exactly 80%
+    assert [w.shape for w in attnviz.capture_attention(model, input_ids=IDS)] == [(2, 4, 8, 8)] * 2
+    monkeypatch.setattr(capture, "_available_bytes", lambda device: needed // 4 * 5 - 5)  # 4 bytes short
+    with pytest.raises(MemoryError, match="capture_attention would need about"):
+        attnviz.capture_attention(_must_not_run(model), input_ids=IDS)
+
+
+def test_errors_name_the_function_called():
+    model = attnviz.tiny_model()
+    with pytest.raises(ValueError, match=r"^capture_attention needs .* capture_attention\(model, input_ids=ids\)"):
+        attnviz.capture_attention(model)
+    with pytest.raises(ValueError, match=r"^capture_attention was given a KV cache"):
+        attnviz.capture_attention(model, input_ids=IDS, past_key_values=object())
+
+
+def _assemble(blocks, shape):
+    weights = torch.zeros(shape)
+    for block in blocks:
+        key_stop = block.key_start + block.weights.shape[-1]
+        weights[:, :, block.start : block.stop, block.key_start : key_stop] = block.weights
+    return weights
+
+
+def test_capture_in_many_small_blocks_of_rows_gives_the_same_weights(monkeypatch):
+    # long inputs are recomputed a block of rows at a time; so are short ones when blocks are small:
+    # 3 rows a block (2 x 4 heads x 8 keys a row), each block reaching only the keys of its window
+    eager = attnviz.tiny_model("mistral", seed=4, sliding_window=3)
+    model = attnviz.tiny_model("mistral", seed=4, attn_implementation="sdpa", sliding_window=3)
+    with torch.no_grad():
+        expected = eager(IDS, attention_mask=PADDED, output_attentions=True).attentions
+    monkeypatch.setattr(capture, "BLOCK_ELEMENTS", 2 * 4 * 8 * 3)
+    assert capture.block_rows(2 * 4, 8) == 3
+    got = attnviz.capture_attention(model, input_ids=IDS, attention_mask=PADDED)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert_close(mine, theirs)
+
+
+def test_a_row_larger_than_a_block_goes_alone(monkeypatch):
+    # one row of scores (2 x 4 heads x 8 keys) is more than a block may hold: one row at a time then
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    modules = [layer.self_attn for layer in model.layers]
+    recorded = capture.run_layers(model, modules, {0}, {"input_ids": IDS}, projections=True)[0]
+    monkeypatch.setattr(capture, "BLOCK_ELEMENTS", 2 * 4 * 8 - 1)
+    blocks = list(capture.attention_rows(modules[0], recorded, "sdpa"))
+    assert [(block.start, block.stop) for block in blocks] == [(i, i + 1) for i in range(8)]
+
+
+# the mask forms of attention_rows, recorded on sdpa: (family, window, backend whose form is used, padded,
+# bidirectional); sdpa's form is a 4D boolean mask, flash's no 4D mask but the 2D padding mask
+FORMS = [
+    ("llama", None, "flash_attention_2", True, False),
+    ("llama", None, "flash_attention_2", True, True),
+    ("mistral", 3, "flash_attention_2", True, False),
+    ("mistral", 3, "flash_attention_2", False, False),
+    ("mistral", 3, "flash_attention_2", True, True),
+    ("mistral", 3, "sdpa", True, False),
+    ("mistral", 3, "sdpa", False, True),
+]
+
+
+@pytest.mark.parametrize("family, window, form, padded, bidirectional", FORMS)
+def test_each_block_of_rows_reaches_exactly_the_keys_its_rows_may_see(family, window, form, padded, bidirectional):
+    # what attention_map relies on to stream: a block computes only the keys some of its rows give
+    # weight to (in eager's own weights), unless a row may see nothing (then eager spreads it over all)
+    fields = {"sliding_window": window} if window else {}
+    # flash's bidirectional window is eager's one smaller (test_the_flash_form_of_the_mask_gives_eager_weights)
+    narrower = {"sliding_window": window - 1} if window and bidirectional and form.startswith("flash") else fields
+    eager = attnviz.tiny_model(family, seed=4, **narrower)
+    model = attnviz.tiny_model(family, seed=4, attn_implementation="sdpa", **fields)
+    inputs = {"input_ids": IDS, **({"attention_mask": PADDED} if padded else {})}
+    with attnviz.patched(eager, bidirectional=bidirectional), torch.no_grad():
+        expected = eager(**inputs, output_attentions=True).attentions[0]
+    module = model.layers[0].self_attn
+    with attnviz.patched(model, bidirectional=bidirectional):
+        recorded = capture.run_layers(model, [module], {0}, inputs, projections=True)[0]
+    if form.startswith("flash"):
+        recorded["attention_mask"] = PADDED if padded else None
+    blocks = list(capture.attention_rows(module, recorded, form, rows=3))
+    assert [(block.start, block.stop) for block in blocks] == [(0, 3), (3, 6), (6, 8)]
+    for block in blocks:
+        seen = expected[:, :, block.start : block.stop].ne(0).flatten(0, -2).any(0).nonzero()
+        assert (block.key_start, block.key_start + block.weights.shape[-1]) == (int(seen[0]), int(seen[-1]) + 1)
+    assert_close(_assemble(blocks, expected.shape), expected)
+    # a caller may widen each block's keys (attention_map: to whole blocks of its map); same weights
+    widened = list(capture.attention_rows(module, recorded, form, rows=3, widen=lambda start, stop: (0, 8)))
+    assert all(block.key_start == 0 and block.weights.shape[-1] == 8 for block in widened)
+    assert_close(_assemble(widened, expected.shape), expected)
+
+
+@pytest.mark.parametrize("rows_of_the_mask", [8, 1], ids=["a-row-per-query", "one-row-for-all"])
+def test_an_additive_float_mask_is_added_as_eager_adds_it(rows_of_the_mask):
+    # a 4D float attention_mask reaches eager as is and is added to the scores: any values, and
+    # a (batch, 1, 1, keys) mask holds for every query
+    eager = attnviz.tiny_model(seed=3)
+    bias = torch.randn(1, 1, rows_of_the_mask, 8, generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": IDS[:1], "attention_mask": bias}
+    with torch.no_grad():
+        expected = eager(**inputs, output_attentions=True).attentions[0]
+    module = eager.layers[0].self_attn
+    recorded = capture.run_layers(eager, [module], {0}, inputs, projections=True)[0]
+    assert_close(_assemble(capture.attention_rows(module, recorded, "eager", rows=3), expected.shape), expected)
+
+
+def test_recomputed_weights_are_float32_for_a_half_precision_model():
+    # softmax in float32, as eager computes it, whatever the model's dtype: rows sum to 1 to float32 precision
+    model = attnviz.tiny_model(seed=5, attn_implementation="sdpa").to(torch.bfloat16)
+    module = model.layers[0].self_attn
+    recorded = capture.run_layers(model, [module], {0}, {"input_ids": IDS}, projections=True)[0]
+    for block in capture.attention_rows(module, recorded, "sdpa", rows=3):
+        assert block.weights.dtype == torch.float32
+        assert_close(block.weights.sum(-1), torch.ones(block.weights.shape[:-1]), rtol=0, atol=1e-6)
+
+
+def test_flex_without_a_mask_attends_to_every_key():
+    # flex_attention given no BlockMask masks nothing: the weights recomputed from that form, times
+    # the values, must be the output the flex kernel itself computed from the same inputs
+    from attnviz.reference import repeat_kv
+
+    sdpa = attnviz.tiny_model(seed=2, attn_implementation="sdpa")  # the same weights, recorded without flex
+    recorded = capture.run_layers(sdpa, [sdpa.layers[0].self_attn], {0}, {"input_ids": IDS}, projections=True)[0]
+    recorded["attention_mask"] = None
+    module = attnviz.tiny_model(seed=2, attn_implementation="flex_attention").layers[0].self_attn
+    hidden_states = recorded["hidden_states"]
+    arguments = {k: v for k, v in recorded.items() if k not in ("q_proj", "k_proj")}
+    with torch.no_grad():
+        output = module(**arguments)[0]
+        weights = _assemble(capture.attention_rows(module, recorded, "flex_attention", rows=3), (2, 4, 8, 8))
+        assert bool((weights > 0).all()), "no key was masked"
+        values = module.v_proj(hidden_states).view(2, 8, -1, module.head_dim).transpose(1, 2)
+        attended = weights @ repeat_kv(values, module.num_key_value_groups)
+        expected = module.o_proj(attended.transpose(1, 2).reshape(2, 8, -1))
+    assert_close(output, expected)
+
+
+def test_a_second_output_that_is_not_weights_is_not_taken_for_them():
+    # on a GPU, transformers' flex attention returns its log-sum-exp, (batch, heads, seq), where eager
+    # returns the weights: only eager's second output is weights, the others are recomputed
+    eager = attnviz.tiny_model(seed=3)
+    model = attnviz.tiny_model(seed=3, attn_implementation="flex_attention")
+    with torch.no_grad():
+        expected = eager(IDS, output_attentions=True).attentions
+    for layer in model.layers:
+        layer.self_attn.register_forward_hook(lambda module, args, output: (output[0], torch.zeros(2, 4, 8)))
+    got = attnviz.capture_attention(model, input_ids=IDS)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert_close(mine, theirs)
+
+
+def _dense(mask, rows, k_len):
+    """A RowMask as a (rows, k_len) boolean: True where the row may attend (every batch row alike here)."""
+    dense = torch.zeros(rows, k_len, dtype=torch.bool)
+    dense[:, mask.key_start : mask.key_stop] = True
+    if mask.allowed is not None:
+        dense[:, mask.allowed_start : mask.key_stop] = mask.allowed[0, 0]
+    return dense
+
+
+@pytest.mark.parametrize("family, window, backend", [("llama", None, "sdpa"), ("mistral", 3, "flash_attention_2")])
+def test_fewer_queries_than_keys_are_the_last_positions(family, window, backend):
+    # MaskRows numbers q_len queries as the last q_len of the k_len positions (as after a prompt):
+    # the masks of queries 0:3 of 3 over 8 keys are those of queries 5:8 of 8 over the same keys
+    module = attnviz.tiny_model(family, **({"sliding_window": window} if window else {})).layers[0].self_attn
+    inputs = {"attention_mask": None}
+    last = capture.MaskRows(module, inputs, backend, 1, 3, 8, torch.device("cpu"))
+    whole = capture.MaskRows(module, inputs, backend, 1, 8, 8, torch.device("cpu"))
+    for start, stop in [(0, 3), (1, 2), (2, 3)]:
+        mine, theirs = last.rows(start, stop), whole.rows(start + 5, stop + 5)
+        assert (mine.key_start, mine.allowed_start, mine.key_stop) == (
+            theirs.key_start,
+            theirs.allowed_start,
+            theirs.key_stop,
+        )
+        assert torch.equal(_dense(mine, stop - start, 8), _dense(theirs, stop - start, 8))
+    assert _dense(last.rows(0, 3), 3, 8).tolist()[0] == [
+        j <= 5 and (window is None or 5 - j < window) for j in range(8)
+    ]

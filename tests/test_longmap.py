@@ -269,3 +269,27 @@ def test_the_gpu_benchmark_long_context_case_runs_on_the_cpu_and_writes_what_cha
     assert rows["attention_map"]["seconds"] > 0 and rows["forward to layer 1"]["seconds"] > 0
     assert rows["max |difference| from pooled capture"]["value"] <= 1e-6
     assert {"date", "torch"} <= set(result["machine"]) and "gpu" not in result["machine"]
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("given", ["input_ids", "inputs_embeds"])
+def test_an_eager_forward_may_take_80_percent_of_the_free_memory_and_no_more(monkeypatch, layer, given):
+    """Eager's own forward to a layer holds its (1, 1, seq, seq) float mask and, from layer 1 on,
+    the (1, heads, seq, seq) scores and weights of a layer before: at 16 tokens and 4 heads, in float32."""
+    model = attnviz.tiny_model()
+    square = 16 * 16 * 4
+    needed = square + (2 * 4 * square if layer > 0 else 0)
+    inputs = {"input_ids": _ids(16)} if given == "input_ids" else {"inputs_embeds": torch.randn(1, 16, 128)}
+    monkeypatch.setattr(capture, "_available_bytes", lambda device: needed // 4 * 5)  # needed is exactly 80%
+    assert attnviz.attention_map(model, layer=layer, head=0, size=4, **inputs).pooled.shape == (4, 4)
+    monkeypatch.setattr(capture, "_available_bytes", lambda device: needed // 4 * 5 - 5)  # 4 bytes short
+    with pytest.raises(MemoryError, match=rf"up to layer {layer} needs about .* at 16 tokens"):
+        attnviz.attention_map(model, layer=layer, head=0, size=4, **inputs)
+    # sdpa holds no seq x seq tensor: nothing to refuse
+    sdpa = attnviz.tiny_model(attn_implementation="sdpa")
+    assert attnviz.attention_map(sdpa, layer=layer, head=0, size=4, **inputs).pooled.shape == (4, 4)
+
+
+def test_an_eager_model_without_ids_or_embeddings_gets_transformers_own_error():
+    with pytest.raises(ValueError, match="input_ids or inputs_embeds"):  # not an error of the memory check
+        attnviz.attention_map(attnviz.tiny_model(), layer=0, head=0, attention_mask=torch.ones(1, 16))
