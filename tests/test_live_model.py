@@ -284,8 +284,8 @@ def test_weights_are_lossless_deterministic_and_small(demo):
     script = weblive.weights_script()
     assert script == weblive.weights_script()
     weights = packed(script)
-    # undo the encoding in Python: base64, inflate, byte planes -> float32
-    planes = np.frombuffer(zlib.decompress(base64.b64decode(weights["data"])), dtype=np.uint8)
+    # undo the encoding in Python: base85, inflate, byte planes -> float32
+    planes = np.frombuffer(zlib.decompress(base64.b85decode(weights["data"])), dtype=np.uint8)
     values = planes.reshape(4, -1).T.copy().view("<f4").ravel()
     assert values.size == weights["count"]
     tensors = {
@@ -325,3 +325,21 @@ def test_converter_refuses_what_the_engine_does_not_compute(tmp_path, change, me
     with pytest.raises(ValueError, match="cannot run this config") as error:
         weblive.weights_script(tmp_path)
     assert message in str(error.value)
+
+
+def test_the_webassembly_kernel_runs_in_chromium_and_the_javascript_one_gives_the_same_bits(browser, site):
+    """The matmul runs in WebAssembly where the browser has it (the speed of issue 18), and in
+    JavaScript where it has not (no SIMD, or a policy that forbids it): both give the same bits."""
+    texts = weblive.random_texts(12, seed=7) + ["a", "abc|abc", "q" * 63]
+    page, _, errors = open_page(browser, site["http"])
+    assert page.evaluate("window.attnvizDemo.kernel") == "webassembly"
+    fallback = browser.new_page()
+    fallback.add_init_script("delete window.WebAssembly")
+    fallback.goto(site["http"], wait_until="load")
+    fallback.evaluate("async () => { await window.attnvizDemo.ready; }")
+    assert fallback.evaluate("window.attnvizDemo.kernel") == "javascript"
+    for bidirectional, no_rope in VARIANTS:
+        assert run(page, texts, bidirectional, no_rope) == run(fallback, texts, bidirectional, no_rope)
+    assert not errors, errors
+    page.close()
+    fallback.close()

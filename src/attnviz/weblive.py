@@ -7,11 +7,12 @@ time into a second script that sets ``globalThis.attnvizDemoWeights``. A ``<scri
 both from the site's own origin and from a site opened from disk (``file://``), where ``fetch`` of a
 local file is refused; nothing is committed twice and nothing comes from another origin.
 
-Size: the 1.34 MB of float32 weights would take 1.79 MB as plain base64, over the page's budget
+Size: the 1.35 MB of float32 weights would take 1.8 MB as plain base64, over the page's budget
 of 1.6 MB. They are stored losslessly instead: the float32 bytes split into four byte planes (the
-exponent bytes then compress well), deflated, then base64, about 1.54 MB with RoPE's tables. The
-browser inflates them with its built-in ``DecompressionStream``; float16 would be smaller but
-could not give torch's float32 numbers.
+exponent bytes then compress well), deflated (1.15 MB), then written as base85 (5 characters per 4
+bytes, where base64 takes 4 per 3), about 1.44 MB with RoPE's tables. The browser inflates them
+with its built-in ``DecompressionStream``; float16 would be smaller but could not give torch's
+float32 numbers.
 
 The torch side of the equality checks (``random_texts``, ``text_tokens``, ``reference_outputs``) is
 here too, for ``tests/test_live_model.py`` and ``benchmarks/live_model.py``.
@@ -29,7 +30,7 @@ import numpy as np
 ENGINE_JS = Path(__file__).resolve().parent / "static" / "demo_model.js"
 ENGINE_NAME = "attnviz-demo-model.js"
 WEIGHTS_NAME = "attnviz-demo-weights.js"
-WEIGHTS_FORMAT = "attnviz-demo-weights/1"  # the engine refuses any other
+WEIGHTS_FORMAT = "attnviz-demo-weights/2"  # the engine refuses any other
 
 
 def _demo_dir() -> Path:
@@ -162,7 +163,7 @@ def weights_script(model_dir: str | Path | None = None) -> str:
     """The text of ``attnviz-demo-weights.js`` for the checkpoint in ``model_dir`` (default: the demo's).
 
     The script sets ``globalThis.attnvizDemoWeights`` to the engine's config, the vocabulary, the
-    float32 weights (byte planes, deflate, base64: lossless) and RoPE's cos/sin tables for every
+    float32 weights (byte planes, deflate, base85: lossless) and RoPE's cos/sin tables for every
     position. The same checkpoint always gives the same text.
     """
     from safetensors.numpy import load_file
@@ -185,7 +186,8 @@ def weights_script(model_dir: str | Path | None = None) -> str:
         offset += values.size
     flat = np.concatenate(parts)  # (count,) float32, little-endian
     planes = flat.view(np.uint8).reshape(-1, 4).T.copy()  # (4, count): byte b of every value
-    data = base64.b64encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")
+    # base85's alphabet has no " and no backslash: the text goes into a JSON string as it is
+    data = base64.b85encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")
 
     packed = {
         "format": WEIGHTS_FORMAT,
@@ -195,7 +197,7 @@ def weights_script(model_dir: str | Path | None = None) -> str:
         "special_tokens": special,
         "tensors": tensors,
         "count": int(flat.size),
-        "encoding": "float32 little-endian, split into 4 byte planes, zlib deflate, base64",
+        "encoding": "float32 little-endian, split into 4 byte planes, zlib deflate, base85 (RFC 1924 alphabet)",
         "data": data,
     }
     fields = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in packed.items())
@@ -215,7 +217,7 @@ def unpack_weights(script: str) -> dict[str, np.ndarray]:
     if not match:
         raise ValueError("not a weights script of attnviz.weblive (no `globalThis.attnvizDemoWeights = {...};`).")
     packed = json.loads(match.group(1))
-    planes = np.frombuffer(zlib.decompress(base64.b64decode(packed["data"])), dtype=np.uint8)
+    planes = np.frombuffer(zlib.decompress(base64.b85decode(packed["data"])), dtype=np.uint8)
     values = planes.reshape(4, -1).T.copy().view("<f4").ravel()  # (count,) float32
     if values.size != packed["count"]:
         raise ValueError(f"the script unpacks to {values.size} values; it says {packed['count']}.")
