@@ -127,8 +127,28 @@ def test_summary_names_the_cells_that_differ():
     for row in cells:
         row.update(uses_positions=True, padding_masked=None if row["batch"] == 1 else True)
     assert recipes.summarize(cells) == "bidirectional (rest); causal: sdpa, batch 1"
+    # the table marks the cell with the verdict of most cells and a note letter, and the note
+    # under the table names the cells that differ
+    table = recipes.summary_table(cells)
+    assert "✓<sup>a</sup></td>" in table
+    assert "<li>causal with sdpa, batch 1; bidirectional otherwise</li>" in table
+    # a cell whose every configuration agrees has no note
+    agreeing = [{**row, "attends_to_future": True} for row in cells]
+    assert "<sup>" not in recipes.summary_table(agreeing) and "<li>" not in recipes.summary_table(agreeing)
     table = recipes.summary_table(ROWS)
-    assert '<a href="https://pypi.org/project/llm2vec/0.2.3/">pypi:llm2vec==0.2.3</a>' in table
+    assert '<a href="https://pypi.org/project/llm2vec/0.2.3/" title="pypi:llm2vec==0.2.3">llm2vec</a>' in table
+
+
+def test_summary_table_has_a_column_per_release_and_a_note_per_distinct_disagreement():
+    from packaging.version import Version
+
+    table = recipes.summary_table(ROWS, list(recipes.RECIPES))
+    releases = sorted({r["transformers"] for r in ROWS}, key=Version)
+    assert table.count('<th scope="col"><span>') == len(releases)
+    assert table.count('<th scope="row">') == len(recipes.RECIPES)
+    notes = table.split('<ol class="attnviz-recipes-notes" type="a">')[1].split("</ol>")[0].count("<li>")
+    letters = {part.split("</sup>")[0] for part in table.split("<sup>")[1:]}
+    assert notes == len(letters) > 0
 
 
 def test_the_figure_fits_the_column_with_readable_text():

@@ -104,7 +104,12 @@ def test_chapter_7_shows_the_probe_table(build_log, edition):
     [
         f"{e}notebooks/{n}"
         for e in EDITIONS
-        for n in ("05_masks_and_backends", "06_patch_across_versions", "07_the_patch_that_works")
+        for n in (
+            "05_masks_and_backends",
+            "06_patch_across_versions",
+            "07_the_patch_that_works",
+            "10_recipes_in_the_wild",  # 14 releases: it showed 4 of them before it scrolled
+        )
     ],
 )
 def test_chapter_tables_fit_the_desktop_column(browser, server, page_name):
@@ -305,3 +310,139 @@ def test_every_figure_says_what_it_shows(build_log, page_name):
         alt = image.get("alt", "")
         assert "_images/" not in alt and not alt.endswith(".png"), f"{page_name}: alt text is a file name: {alt}"
         assert len(alt.split()) >= 8, f"{page_name}: {image.get('src')} has no real alt text ({alt!r})"
+
+
+# --- 9. on a phone: wide boxes say they scroll, shrunk figures open at full size, titles ------
+
+
+def _edges(page, selector):
+    """For each box matching `selector`: does it scroll sideways, and are its left/right shadows shown?"""
+    return page.eval_on_selector_all(
+        selector,
+        """boxes => boxes.map(box => {
+             const [left, right] = box.attnvizEdges || [null, null];
+             const shown = e => !!e && !e.hidden && e.getBoundingClientRect().width > 0;
+             const r = box.getBoundingClientRect(), e = right && right.getBoundingClientRect();
+             return {scrolls: box.scrollWidth > box.clientWidth + 1, left: shown(left), right: shown(right),
+                     atRightEdge: !!e && Math.abs(e.right - r.right) <= 1 && Math.abs(e.top - r.top) <= 1,
+                     text: box.textContent.slice(0, 40)};
+           })""",
+    )
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_boxes_that_scroll_sideways_show_a_shadow_on_the_hidden_side(browser, server, edition):
+    """On a phone, code and printed output wider than the screen get a shadow on their right edge;
+    scrolled to the end, the shadow moves to the left edge. A box that fits shows none."""
+    page = _open(browser, server, f"{edition}notebooks/01_llama_attention", PHONE)
+    boxes = _edges(page, ".bd-article pre")
+    wide = [b for b in boxes if b["scrolls"]]
+    narrow = [b for b in boxes if not b["scrolls"]]
+    assert wide and narrow, "chapter 1 at 390 px should have code that fits and code that does not"
+    assert all(b["right"] and b["atRightEdge"] and not b["left"] for b in wide), [b for b in wide if not b["right"]]
+    assert not any(b["right"] or b["left"] for b in narrow), [b for b in narrow if b["right"] or b["left"]]
+    # the reader scrolls the first wide box to its end
+    index = [b["scrolls"] for b in boxes].index(True)
+    page.eval_on_selector_all(".bd-article pre", f"boxes => boxes[{index}].scrollTo({{left: 1e6}})")
+    page.wait_for_timeout(100)
+    after = _edges(page, ".bd-article pre")[index]
+    assert after["left"] and not after["right"], after
+    page.close()
+
+
+def test_the_recipe_table_keeps_its_names_in_view_while_it_scrolls_on_a_phone(browser, server):
+    page = _open(browser, server, "notebooks/10_recipes_in_the_wild", PHONE)
+    box = page.locator(".attnviz-table-scroll")
+    assert box.count() == 1
+    assert _edges(page, ".attnviz-table-scroll")[0]["right"], "no shadow on a table that scrolls"
+    name = page.locator("table.attnviz-recipes tbody th").first
+    before = name.bounding_box()["x"]
+    box.evaluate("b => b.scrollTo({left: 200})")
+    page.wait_for_timeout(100)
+    assert abs(name.bounding_box()["x"] - before) <= 1, "the recipe names scrolled away with the releases"
+    assert _edges(page, ".attnviz-table-scroll")[0]["left"]
+    page.close()
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_a_figure_shrunk_on_a_phone_opens_at_full_size(browser, server, edition):
+    page = _open(browser, server, f"{edition}notebooks/02_eager_attention", PHONE)
+    figure = page.locator(".bd-article .cell_output img.attnviz-zoomable").first
+    natural = figure.evaluate("i => i.naturalWidth")
+    assert natural > 1.25 * figure.bounding_box()["width"]
+    button = page.locator("button.attnviz-zoom-open:visible").first
+    assert button.inner_text() == ("点按放大" if edition else "Tap to enlarge")
+    button.click()
+    dialog = page.locator("dialog.attnviz-zoom")
+    assert dialog.evaluate("d => d.open")
+    shown = page.locator("dialog.attnviz-zoom img")
+    assert abs(shown.bounding_box()["width"] - natural) <= 1, "the enlarged figure is not at its own width"
+    assert shown.get_attribute("alt") == figure.get_attribute("alt")
+    body = page.locator(".attnviz-zoom-body")
+    assert body.evaluate("b => b.scrollWidth > b.clientWidth"), "a figure wider than the phone must scroll"
+    page.keyboard.press("Escape")
+    assert not dialog.evaluate("d => d.open")
+    figure.click()  # the figure itself opens it too
+    assert dialog.evaluate("d => d.open")
+    page.locator("button.attnviz-zoom-close").click()
+    assert not dialog.evaluate("d => d.open")
+    page.close()
+
+
+def test_a_figure_shown_at_its_own_size_offers_no_enlargement(browser, server):
+    page = _open(browser, server, "notebooks/02_eager_attention", DESKTOP)
+    assert page.locator(".bd-article .cell_output img").count() >= 2
+    assert page.locator("button.attnviz-zoom-open:visible").count() == 0
+    assert page.locator("img.attnviz-zoomable").count() == 0
+    page.close()
+
+
+# a line of a title may end after a space, a `_` or `.` of a code name, or a CJK character
+_BREAKS = r"""(h) => {
+  const chars = [];
+  const walker = document.createTreeWalker(h, NodeFilter.SHOW_TEXT);
+  for (let node; (node = walker.nextNode()); ) {
+    if (node.parentElement.closest('.headerlink')) continue;
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getClientRects()[0];
+      const last = chars.length ? chars[chars.length - 1][1] : 0;
+      // a space where a line ends has no box: it still separates the words
+      if (rect) chars.push([node.data[i], rect.top]);
+      else if (/\s/.test(node.data[i])) chars.push([node.data[i], last]);
+    }
+  }
+  const free = /[\s_.,:;(\/\u2e80-\u9fff\u3000-\u303f\uff00-\uffef-]/;
+  const bad = [];
+  for (let i = 1; i < chars.length; i++) {
+    const [prev, top] = chars[i - 1];
+    if (chars[i][1] > top + 4 && !free.test(prev) && !free.test(chars[i][0]))
+      bad.push(chars.slice(Math.max(0, i - 8), i).map(c => c[0]).join('') + ' / ' +
+               chars.slice(i, i + 8).map(c => c[0]).join(''));
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("page_name", CHAPTERS)
+def test_titles_do_not_break_inside_a_word_on_a_phone(browser, server, page_name):
+    """`eager_attention_forward` in a title broke as "eager_attention" / "_forward" at 390 px."""
+    page = _open(browser, server, page_name, PHONE)
+    bad = [b for h in page.locator(".bd-article :is(h1, h2, h3)").all() for b in h.evaluate(_BREAKS)]
+    page.close()
+    assert not bad, f"{page_name}: titles broken inside a word: {bad}"
+
+
+@pytest.mark.parametrize("page_name", CHAPTERS)
+def test_every_chapter_reaches_a_picture_within_its_first_screen(browser, server, page_name):
+    """Pictures before code: a figure (or the live explorer's heatmap) starts on the first screen."""
+    page = _open(browser, server, page_name, DESKTOP)
+    tops = page.eval_on_selector_all(
+        ".bd-article .cell_output img, .bd-article .attnviz-static canvas.heatmap",
+        "pictures => pictures.map(p => p.getBoundingClientRect().top + window.scrollY)",
+    )
+    page.close()
+    assert tops, f"{page_name} has no picture"
+    assert min(tops) < DESKTOP["height"], f"{page_name}: the first picture starts at {min(tops):.0f} px"

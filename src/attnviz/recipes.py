@@ -790,12 +790,17 @@ def _describe(cells: list[dict], subset: list[dict]) -> str:
     return "; ".join(sorted({", ".join(names[k](r) for k in names) for r in subset}))
 
 
-def summarize(cells: list[dict]) -> str:
-    """One (recipe, release) block of cells in a few words, e.g. 'bidirectional; causal: sdpa, batch 1'."""
+def _main_verdict(cells: list[dict]) -> tuple[str, dict[str, list[dict]]]:
+    """The verdict most of ``cells`` get (the first seen on a tie), and the cells by verdict."""
     by: dict[str, list[dict]] = {}
     for row in cells:
         by.setdefault(verdict(row), []).append(row)
-    main = max(by, key=lambda v: len(by[v]))
+    return max(by, key=lambda v: len(by[v])), by
+
+
+def summarize(cells: list[dict]) -> str:
+    """One (recipe, release) block of cells in a few words, e.g. 'bidirectional; causal: sdpa, batch 1'."""
+    main, by = _main_verdict(cells)
     parts = [main if len(by) == 1 else f"{main} (rest)"]
     for name, subset in sorted(by.items()):
         if name != main:
@@ -805,34 +810,97 @@ def summarize(cells: list[dict]) -> str:
     return text + (f" ({', '.join(errors)})" if errors else "")
 
 
+def _note(cells: list[dict]) -> str:
+    """`summarize` as a note under the summary table: 'causal with sdpa, batch 1; bidirectional otherwise'."""
+    main, by = _main_verdict(cells)
+    errors = sorted({r["error"].split(":")[0] for r in cells if r["error"]})
+    raised = f"raises {' or '.join(errors)}" if errors else "raises"
+    words = lambda name: raised if name == "error" else name  # noqa: E731
+    if len(by) == 1:
+        return words(main)
+    parts = [f"{words(name)} with {_describe(cells, subset)}" for name, subset in sorted(by.items()) if name != main]
+    return "; ".join(parts) + f"; {words(main)} otherwise"
+
+
+# The summary table's own style, shipped with it so it reads the same in Jupyter and on the site:
+# release headers written upwards, narrow centred cells, the recipe names kept in view (sticky)
+# while a phone scrolls the releases under them.
+_SUMMARY_CSS = """
+.attnviz-table-scroll { overflow-x: auto; max-width: 100%; }
+table.attnviz-recipes { border-collapse: collapse; font-size: 0.8rem; line-height: 1.2; margin: 0; }
+table.attnviz-recipes th, table.attnviz-recipes td { padding: 0.2rem 0.25rem; border: 1px solid #fff; }
+table.attnviz-recipes thead th { vertical-align: bottom; font-weight: 600; }
+table.attnviz-recipes thead th span { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; }
+table.attnviz-recipes td { min-width: 1.9rem; text-align: center; font-weight: 700; white-space: nowrap; }
+table.attnviz-recipes td.attnviz-not-run { background-color: #f2f2f2; }
+table.attnviz-recipes sup { font-weight: 400; margin-left: 0.05rem; }
+table.attnviz-recipes th[scope="row"] { position: sticky; left: 0; z-index: 1; text-align: left;
+  white-space: nowrap; background-color: var(--pst-color-background, #fff); }
+.attnviz-recipes-notes { font-size: 0.85rem; margin: 0.4rem 0 0; }
+ol.attnviz-recipes-notes { padding-left: 1.6rem; margin-top: 0.1rem; }
+"""
+
+# The mark of a cell of the summary table: colour alone would not do for every reader.
+VERDICT_MARKS = {"bidirectional": "✓", "padding leaks": "~", "causal": "✗", "error": "!"}
+
+
 def summary_table(rows: list[dict], recipes: list[str] | None = None) -> str:
-    """The matrix as an HTML table: a row per recipe (with its source), a column per release."""
+    """The matrix as a compact HTML table: a row per recipe, a column per release, and notes.
+
+    Each cell is coloured and marked by the verdict most of its cells get (✓ bidirectional,
+    ✗ causal, ~ padding leaks, ! error); a cell whose configurations disagree, or that raised, gets
+    a note letter, and the notes under the table say which configurations differ (`summarize`).
+    The recipe's name links to its published source. The whole table fits a desktop column (688
+    px: the release headers are written upwards); on a phone it scrolls under the recipe names.
+    """
     import html
 
     from packaging.version import Version
 
     recipes = list(dict.fromkeys(r["recipe"] for r in rows)) if recipes is None else recipes
     releases = sorted({r["transformers"] for r in rows}, key=Version)
-    head = "".join(f"<th>{v}</th>" for v in releases)
-    lines = [f'<table class="attnviz-recipes"><thead><tr><th>recipe</th><th>source</th>{head}</tr></thead><tbody>']
+    head = "".join(f'<th scope="col"><span>{v}</span></th>' for v in releases)
+    lines = [
+        f"<style>{_SUMMARY_CSS}</style>",
+        '<div class="attnviz-table-scroll"><table class="attnviz-recipes">',
+        f'<thead><tr><th scope="col">recipe</th>{head}</tr></thead><tbody>',
+    ]
+    notes: dict[str, str] = {}  # summary -> letter
     for name in recipes:
         mine = [r for r in rows if r["recipe"] == name]
         sources = sorted({r["source"] for r in mine})
-        links = []
-        for source in sources if len(sources) == 1 or not sources[0].startswith("pypi:transformers") else []:
-            url = source_url(source)
-            links.append(f'<a href="{url}">{html.escape(source)}</a>' if url else html.escape(source))
+        url = source_url(sources[0]) if len(sources) == 1 else None
+        label = html.escape(name)
+        if url:
+            label = f'<a href="{url}" title="{html.escape(sources[0])}">{label}</a>'
         cells = []
         for version in releases:
             here = [r for r in mine if r["transformers"] == version]
             if not here:
-                cells.append("<td></td>")
+                cells.append('<td class="attnviz-not-run" title="not run"></td>')
                 continue
-            colour = VERDICT_COLORS[max({verdict(r) for r in here}, key=[verdict(r) for r in here].count)]
-            cells.append(f'<td style="border-left: 6px solid {colour}">{html.escape(summarize(here))}</td>')
-        source_cell = ", ".join(links) or "transformers, the release of each column"
-        lines.append(f"<tr><th>{html.escape(name)}</th><td>{source_cell}</td>{''.join(cells)}</tr>")
-    lines.append("</tbody></table>")
+            main, _ = _main_verdict(here)
+            summary = summarize(here)
+            note = ""
+            if summary != main:
+                letter = notes.setdefault(_note(here), "abcdefghijklmnopqrstuvwxyz"[len(notes) % 26])
+                note = f"<sup>{letter}</sup>"
+            text = "#fff" if main in ("causal", "error", "bidirectional") else "#000"
+            cells.append(
+                f'<td title="{html.escape(version)}: {html.escape(summary)}" '
+                f'style="background-color: {VERDICT_COLORS[main]}; color: {text}">'
+                f"{VERDICT_MARKS[main]}{note}</td>"
+            )
+        lines.append(f'<tr><th scope="row">{label}</th>{"".join(cells)}</tr>')
+    lines.append("</tbody></table></div>")
+    legend = ", ".join(f"{mark} {name}" for name, mark in VERDICT_MARKS.items())
+    lines.append(
+        f'<p class="attnviz-recipes-notes">{legend}; blank: not run. '
+        "Where the cells of one release disagree, or the recipe raised:</p>"
+    )
+    lines.append('<ol class="attnviz-recipes-notes" type="a">')
+    lines.extend(f"<li>{html.escape(summary)}</li>" for summary in notes)
+    lines.append("</ol>")
     return "\n".join(lines)
 
 
