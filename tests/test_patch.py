@@ -297,3 +297,14 @@ def test_no_rope_warns_that_a_windowed_model_still_uses_positions():
     with pytest.warns(attnviz.PositionWarning, match=r"sliding-window attention in layers \[0, 1\]"):
         patch = attnviz.no_rope(model)
     patch.restore()
+
+
+def test_position_ids_that_are_not_2d_are_left_to_transformers():
+    """Only (batch, seq) position_ids can say that sequences are packed. A NoRoPE model ignores
+    positions, so 1D position_ids run there as they would without the patch's packing check."""
+    model = attnviz.tiny_model(attn_implementation="sdpa")
+    ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(0))
+    with attnviz.bidirectional(model), attnviz.no_rope(model), torch.no_grad():
+        given = model(input_ids=ids, position_ids=torch.arange(6)).last_hidden_state
+        default = model(input_ids=ids).last_hidden_state
+    assert torch.equal(given, default)

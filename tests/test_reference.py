@@ -179,3 +179,25 @@ def test_layer_mask_is_the_pattern_transformers_builds():
     windowed = attnviz.tiny_config("mistral", sliding_window=3)
     sliding = masking_utils.create_sliding_window_causal_mask(windowed, embeds, None, cache=None) == 0
     assert torch.equal(layer_mask(6, bidirectional=False, window=3), sliding[0, 0])
+
+
+def test_rms_norm_adds_eps_inside_the_root_as_llama_does():
+    norm = ml.LlamaRMSNorm(32, eps=0.5)  # an eps large enough to show where it goes
+    norm.weight.data = torch.linspace(0.5, 2.0, 32)
+    x = torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(2))
+    assert_close(reference.rms_norm(x, norm.weight, eps=0.5), norm(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_window_of_one_token_is_the_mask_transformers_builds(causal):
+    from transformers.masking_utils import create_bidirectional_sliding_window_mask, create_sliding_window_causal_mask
+
+    config = attnviz.tiny_config("mistral", sliding_window=1)
+    embeds = torch.zeros(1, 6, config.hidden_size)
+    if causal:
+        built = create_sliding_window_causal_mask(config, embeds, None, cache=None)
+    else:
+        built = create_bidirectional_sliding_window_mask(config, embeds, None)
+    mine = reference.sliding_window_mask(6, 1, causal=causal)
+    assert torch.equal(mine, built[0, 0] == 0)
+    assert mine.sum(-1).tolist() == ([1] * 6 if causal else [2, 3, 3, 3, 3, 2])
