@@ -175,10 +175,14 @@ def test_layer_mask_is_the_pattern_transformers_builds():
     embeds = torch.zeros(1, 6, config.hidden_size)
     causal = masking_utils.create_causal_mask(config, embeds, None, cache=None) == 0  # eager form
     assert torch.equal(layer_mask(6, bidirectional=False), causal[0, 0])
-    assert layer_mask(6, bidirectional=True).all()
+    both_ways = masking_utils.create_bidirectional_mask(config, embeds, None)
+    # transformers gives None when nothing is masked: every query sees every key
+    assert both_ways is None and torch.equal(layer_mask(6, bidirectional=True), torch.ones(6, 6, dtype=torch.bool))
     windowed = attnviz.tiny_config("mistral", sliding_window=3)
     sliding = masking_utils.create_sliding_window_causal_mask(windowed, embeds, None, cache=None) == 0
     assert torch.equal(layer_mask(6, bidirectional=False, window=3), sliding[0, 0])
+    around = masking_utils.create_bidirectional_sliding_window_mask(windowed, embeds, None) == 0
+    assert torch.equal(layer_mask(6, bidirectional=True, window=3), around[0, 0])
 
 
 def test_rms_norm_adds_eps_inside_the_root_as_llama_does():
