@@ -13,14 +13,30 @@ import torch
 from torch.testing import assert_close
 from transformers import (
     AutoModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaModel,
+    MistralConfig,
     MistralForCausalLM,
+    MistralModel,
+    PretrainedConfig,
+    Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen2Model,
+    Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3Model,
     masking_utils,
 )
+from transformers.models.llama.modeling_llama import LlamaAttention
+from transformers.models.mistral.modeling_mistral import MistralAttention
+from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention, Qwen3RMSNorm
 
 import attnviz
+from attnviz import families
 from attnviz.reference import rms_norm, sliding_window_mask
 
 WINDOW = 4
@@ -303,3 +319,86 @@ def test_explorer_on_a_windowed_qwen3_reports_that_positions_remain():
         explorer.layer.value = 1
     assert "attends both ways, uses positions" in explorer.status.value
     assert explorer.redraws == 4 and bytes(explorer.image.value).startswith(b"\x89PNG")
+
+
+# -- the registry itself -----------------------------------------------------------------------
+# FAMILIES is built once, at import; these rebuild it the way the import does and check each entry
+# against the classes transformers itself exports.
+TRANSFORMERS_CLASSES = {
+    "llama": ("Llama", LlamaConfig, LlamaModel, LlamaAttention),
+    "mistral": ("Mistral", MistralConfig, MistralModel, MistralAttention),
+    "qwen2": ("Qwen2", Qwen2Config, Qwen2Model, Qwen2Attention),
+    "qwen3": ("Qwen3", Qwen3Config, Qwen3Model, Qwen3Attention),
+}
+
+
+def test_the_registry_is_built_from_transformers_own_classes():
+    for name, (prefix, *classes) in TRANSFORMERS_CLASSES.items():
+        assert families._classes(name, prefix) == tuple(classes)
+    # a family this transformers lacks (a module or a class) is left out, not an error
+    assert families._classes("no_such_family", "NoSuch") is None
+    assert families._classes("qwen3", "Qwen9") is None
+    rebuilt = families._registry()
+    assert list(rebuilt) == list(TRANSFORMERS_CLASSES)
+    for name, entry in rebuilt.items():
+        _, config_class, backbone_class, attention_class = TRANSFORMERS_CLASSES[name]
+        assert (entry.name, entry.config_class, entry.backbone_class, entry.attention_class) == (
+            name,
+            config_class,
+            backbone_class,
+            attention_class,
+        )
+        assert entry == attnviz.FAMILIES[name] == families.family(name)
+    assert rebuilt["llama"].read_window(_model("llama").layers[0].self_attn) is None
+    assert rebuilt["qwen3"].qk_norm and not rebuilt["qwen2"].qk_norm
+    assert rebuilt["mistral"].tiny_defaults == {"sliding_window": None}
+
+
+@pytest.mark.parametrize("family", ["llama", *FAMILIES])
+def test_family_of_names_the_backbones_family(family):
+    model = _model(family)
+    assert families.family_of(model) is families.family(family)
+    config = attnviz.tiny_config(family, **FAMILY_FIELDS[family])
+    wrapper = {"llama": LlamaForCausalLM, **WRAPPERS}[family](config)
+    assert families.family_of(wrapper) is families.family(family)
+    with pytest.raises(ValueError, match=r"got Linear\. Supported backbones"):
+        families.family_of(torch.nn.Linear(2, 2))
+
+
+def test_head_dim_is_the_configs_or_hidden_size_over_heads():
+    # Qwen3 sets head_dim apart from hidden_size // num_attention_heads (here 32, not 16):
+    # the attention transformers builds is that wide
+    config = attnviz.tiny_config("qwen3", hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=32)
+    assert families.head_dim(config) == attnviz.tiny_model("qwen3", config).layers[0].self_attn.head_dim == 32
+    # a config without head_dim (or with None) gets the whole number hidden_size // num_attention_heads
+    for bare in (PretrainedConfig(hidden_size=96, num_attention_heads=3), attnviz.tiny_config(head_dim=None)):
+        width = families.head_dim(bare)
+        assert type(width) is int and width == bare.hidden_size // bare.num_attention_heads
+
+
+def test_mistral_attention_without_a_window_field_is_full_attention():
+    # MistralAttention reads getattr(config, "sliding_window", None) at call time: a config without
+    # the field (LlamaConfig has none) means full attention, not an error
+    attention = MistralAttention(attnviz.tiny_config("llama"), layer_idx=0)
+    assert not hasattr(attention.config, "sliding_window")
+    assert families.layer_window(attention) is None
+
+
+def test_the_peft_hint_names_the_wrapped_model_only_when_it_is_supported():
+    from peft import LoraConfig, get_peft_model
+
+    llama = get_peft_model(LlamaForCausalLM(attnviz.tiny_config()), LoraConfig(r=4, target_modules=["q_proj"]))
+    with pytest.raises(ValueError) as refused:
+        attnviz.find_backbone(llama)
+    message = str(refused.value)
+    assert message.startswith("attnviz works on Llama-family models (Llama, Mistral, Qwen2, Qwen3); got PeftModel. ")
+    assert message.endswith(
+        "This looks like a PEFT model: patch the transformers model it wraps, "
+        "`PeftModel.base_model.model` (a LlamaForCausalLM)."
+    )
+    # PEFT around a model attnviz cannot patch either: no hint pointing at it
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0))
+    wrapped = get_peft_model(gpt2, LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True))
+    with pytest.raises(ValueError, match=r"got PeftModel\. Supported backbones") as refused:
+        attnviz.find_backbone(wrapped)
+    assert "PEFT" not in str(refused.value)
