@@ -248,7 +248,53 @@ _FAMILIES_EQUIVALENT: dict[str, str] = {}
 
 
 # The command line's survivors (cli.py), and why each is equivalent.
-_CLI_EQUIVALENT: dict[str, str] = {}
+_HELP_PROSE = "--help prose padded or re-cased: the text is still there and nothing reads it (tests check each has one)"
+_BACKEND_NAME = "matplotlib's backend names are case-insensitive: 'agg' and 'AGG' are 'Agg'"
+_TWICE = (
+    "the backend is given twice, when the model is built and by set_attn_implementation after it: "
+    "dropping either one still leaves the model on --backend (or on its own default without it)"
+)
+_CLI_EQUIVALENT: dict[str, str] = {
+    "attnviz.cli.x__load__mutmut_66": _TWICE,
+    "attnviz.cli.x__load__mutmut_67": _TWICE,
+    "attnviz.cli.x__load__mutmut_79": _TWICE,
+    "attnviz.cli.x__load__mutmut_92": _TWICE,
+    "attnviz.cli.x__load__mutmut_93": _TWICE,
+    "attnviz.cli.x__parser__mutmut_8": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_9": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_10": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_29": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_30": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_39": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_40": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_51": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_52": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_63": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_64": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_76": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_77": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_85": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_86": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_99": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_100": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_113": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_114": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_115": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_124": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_125": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_136": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_137": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_149": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_150": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_158": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_159": _HELP_PROSE,
+    "attnviz.cli.x__parser__mutmut_17": "add_subparsers defaults parser_class to the parser's own class, _Parser",
+    "attnviz.cli.x_render__mutmut_3": _BACKEND_NAME,
+    "attnviz.cli.x_render__mutmut_4": _BACKEND_NAME,
+    "attnviz.cli.x__loader_for__mutmut_10": "Python's codec names are case-insensitive: 'UTF-8' is 'utf-8'",
+    "attnviz.cli.x__load__mutmut_103": "torch.randint(high, size) draws from [0, high), as randint(0, high, size) does",
+    "attnviz.cli.x_render__mutmut_65": "attentions are (batch, heads, q, k): shape[2] and shape[-2] are both q",
+}
 
 EQUIVALENT |= _FAMILIES_EQUIVALENT | _CLI_EQUIVALENT
 

@@ -170,3 +170,172 @@ def test_refuses_pickles_and_other_families(tmp_path, capsys):
     supported = "Supported backbones: LlamaModel, MistralModel, Qwen2Model, Qwen3Model"
     assert code == 2 and f"got GPT2Model. {supported}" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_help_names_the_program_and_describes_every_command_and_option(capsys):
+    code, out, _ = _main(["--help"], capsys)
+    assert code == 0 and out.startswith("usage: attnviz ")
+    top = cli._parser()
+    assert top.description and top.description in " ".join(out.split())
+    (sub,) = [action for action in top._actions if action.dest == "command"]
+    assert sorted(sub.choices) == ["check", "render"]
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert all(helps[name] for name in sub.choices), helps
+    for name, parser in sub.choices.items():
+        code, out, _ = _main([name, "--help"], capsys)
+        assert code == 0 and out.startswith(f"usage: attnviz {name} ")
+        for action in parser._actions:
+            assert action.help, f"{name} {action.option_strings}: no help"
+
+
+def test_no_command_and_argparse_mistakes_are_one_line_naming_attnviz(capsys):
+    code, _, err = _main([], capsys)
+    assert code == 2 and err.startswith("attnviz: error: ") and "command" in err
+    assert len(err.strip().splitlines()) == 1, err
+    code, _, err = _main(["render", "--layer", "x", "--out", "x.png"], capsys)
+    assert code == 2 and err.startswith("attnviz render: error: ") and err.strip().endswith("(see --help)")
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def _keep_figures(monkeypatch):
+    import attnviz.plot
+
+    drawn = []
+    head_grid = attnviz.plot.head_grid
+
+    def keep(*args, **kwargs):
+        drawn.append(head_grid(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(attnviz.plot, "head_grid", keep)
+    return drawn
+
+
+def test_render_defaults_draw_layer_0_of_16_positions_at_120_dpi(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    drawn = _keep_figures(monkeypatch)
+    out = tmp_path / "fig.png"
+    code, stdout, err = _main(["render", "--out", str(out)], capsys)
+    assert code == 0, err
+    (fig,) = drawn
+    assert fig.get_suptitle() == "Layer 0, causal + RoPE"
+    images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert [image.get_array().shape for image in images] == [(16, 16)] * attnviz.tiny_config().num_attention_heads
+    width, height = fig.get_size_inches() * 120
+    assert Image.open(out).size == (round(width), round(height))
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".pdf", ".jpg", ".jpeg", ".JPG"])
+def test_render_writes_every_listed_image_format(suffix, tmp_path, capsys):
+    out = tmp_path / f"fig{suffix}"
+    code, stdout, err = _main(["render", "--length", "4", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert f"wrote {out}" in stdout and out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("layer, ok", [("-2", True), ("-3", False), ("1", True), ("2", False)])
+def test_render_layer_bounds(layer, ok, tmp_path, capsys, monkeypatch):
+    drawn = _keep_figures(monkeypatch)
+    code, _, err = _main(["render", "--length", "4", "--layer", layer, "--out", str(tmp_path / "x.png")], capsys)
+    if ok:
+        assert code == 0, err
+        assert drawn[0].get_suptitle() == f"Layer {layer}, causal + RoPE"
+    else:
+        assert code == 2 and "the model has 2 layers (0-1)" in err
+
+
+@pytest.mark.parametrize("length, ok", [(2, False), (3, True), (128, True), (129, False)])
+def test_length_bounds(length, ok, capsys, monkeypatch):
+    code, _, err = _main(["check", "--length", str(length)], capsys)
+    if ok:
+        assert code == 0, err
+    else:
+        assert code == 2 and f"--length must be between 3 and 128; got {length}" in err
+
+
+@pytest.mark.parametrize("flags", [[], ["--bidirectional", "--no-rope"]])
+def test_check_prints_the_report_of_the_patched_model(flags, capsys):
+    from attnviz.patch import patched
+    from attnviz.probes import probe_report
+
+    code, out, err = _main(["check", *flags], capsys)
+    assert code == 0, err
+    model = attnviz.tiny_model(attn_implementation="eager", max_position_embeddings=512)
+    with patched(model, bidirectional=bool(flags), no_rope=bool(flags)):
+        expected = str(probe_report(model))
+    assert out.strip() == expected.strip()
+    assert "backend eager" in out
+
+
+def test_a_saved_bidirectional_model_loads_as_itself(tmp_path, capsys):
+    from attnviz.patch import LlamaBidirectionalModel
+
+    LlamaBidirectionalModel(attnviz.tiny_config()).save_pretrained(tmp_path, safe_serialization=True)
+    code, out, err = _main(["check", "--model", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "LlamaBidirectionalModel" in out and "attends to the future: YES" in out
+    assert "warning" not in err
+
+
+def test_an_architecture_transformers_does_not_know_is_warned_about_on_stderr(checkpoint, tmp_path, capsys):
+    import json
+    import shutil
+
+    folder = tmp_path / "renamed"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["architectures"] = ["NoSuchModelAnywhere"]
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    code, out, err = _main(["check", "--model", str(folder)], capsys)
+    assert code == 0, err
+    assert "warning: config.json names NoSuchModelAnywhere" in err and "NoSuchModelAnywhere" not in out
+
+
+def test_corrupt_weights_report_the_loaders_first_line(checkpoint, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "corrupt"
+    shutil.copytree(checkpoint, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(Exception) as raised:
+        AutoModel.from_pretrained(folder, use_safetensors=True)
+    first_line = str(raised.value).strip().splitlines()[0]
+    code, _, err = _main(["check", "--model", str(folder)], capsys)
+    assert code == 2
+    assert err.strip() == f"attnviz: error: --model {folder}: cannot load it: {first_line}"
+
+
+def test_render_masks_a_sliding_window_layer_as_the_model_does(tmp_path, capsys, monkeypatch):
+    # a tiny Mistral whose window (4) is shorter than the input: the cells outside it are masked
+    from transformers import MistralModel
+
+    folder = tmp_path / "mistral"
+    MistralModel(attnviz.tiny_config("mistral", sliding_window=4)).save_pretrained(folder, safe_serialization=True)
+    drawn = _keep_figures(monkeypatch)
+    args = ["render", "--model", str(folder), "--backend", "eager", "--length", "10", "--layer", "-1"]
+    code, _, err = _main([*args, "--out", str(tmp_path / "fig.png")], capsys)
+    assert code == 0, err
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    ids = torch.randint(0, model.config.vocab_size, (1, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(input_ids=ids, output_attentions=True).attentions[-1][0]
+    assert (expected[0] == 0).sum() > 10 * 11 // 2 - 10  # the window hides more than the future
+    for head, image in enumerate(ax.get_images()[0] for ax in drawn[0].axes if ax.get_images()):
+        assert (image.get_array().mask == (expected[head] == 0).numpy()).all(), f"head {head}"
+
+
+def test_code_shipped_in_the_model_folder_is_never_run(checkpoint, tmp_path, capsys):
+    import json
+    import shutil
+
+    folder = tmp_path / "with-code"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["auto_map"] = {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "custom.py").write_text('raise RuntimeError("the folder\'s own code ran")\n', encoding="utf-8")
+    code, out, err = _main(["check", "--model", str(folder)], capsys)
+    assert code == 0, err
+    assert "LlamaModel" in out and "code ran" not in err
