@@ -4,8 +4,9 @@ jupyter-cache (``execute_notebooks: cache`` in _config.yml) re-executes a chapte
 chapter's own code changes. The chapters' outputs also depend on the package they import: a change
 to ``attnviz.plot`` changes every figure, yet the cache would keep serving the old ones. So the
 cache records a hash of the package (its Python files and package data) and of the pins, and this
-script empties the cache when that hash no longer matches. `make book` and the test suite's build
-run it first.
+script empties the cache, and Sphinx's saved environments (else Sphinx would not re-read the
+unchanged chapters at all), when that hash no longer matches. `make book` and the test suite's
+build run it first.
 
     python scripts/book_cache.py    # prints what it did
 """
@@ -18,6 +19,10 @@ from booklayout import ROOT  # scripts/booklayout.py, next to this script
 
 CACHE = ROOT / "_build" / ".jupyter_cache"
 STAMP = ROOT / "_build" / ".jupyter_cache.attnviz-hash"
+# Sphinx's saved environments of the two editions. Sphinx re-reads, and so re-executes, only the
+# chapters whose source changed; with these kept, an emptied cache changed nothing: a package
+# change left every other chapter's old outputs on the site. They go with the cache.
+ENVIRONMENTS = [ROOT / "_build" / ".doctrees", ROOT / "_build" / "zh" / "_build" / ".doctrees"]
 
 
 def package_hash() -> str:
@@ -38,8 +43,9 @@ def refresh() -> str:
     if recorded == current:
         return "book cache: attnviz unchanged, executed chapters are reused"
     dropped = CACHE.is_dir()
-    if dropped:
-        shutil.rmtree(CACHE)
+    for folder in [CACHE, *ENVIRONMENTS]:
+        if folder.is_dir():
+            shutil.rmtree(folder)
     STAMP.parent.mkdir(parents=True, exist_ok=True)
     STAMP.write_text(current + "\n", encoding="ascii")
     if dropped:

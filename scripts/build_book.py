@@ -89,6 +89,7 @@ def zh_config(root: Path = ROOT, build: Path = BUILD) -> dict:
         "html_search_options": {"dict": str(search_dict)},
         "attnviz_other_edition": {"label": "English", "lang": "en", "path": "../", "toc": str(root / "_toc.yml")},
         "attnviz_theme_options": settings.get("theme_options") or {},
+        "attnviz_code_prompts": settings.get("code_prompts") or {},
     }
     config["sphinx"] = sphinx
     return config
@@ -171,9 +172,16 @@ def chinese_command(config: Path, extra: list[str]) -> list[str]:
 
 
 def chinese_is_up_to_date(fingerprint: str, extra: list[str]) -> bool:
+    """True when the Chinese site was built from these very inputs, every execution included.
+
+    A chapter without an execution in the cache (an emptied cache: a package change) is about to
+    be executed by the English build, which changes the Chinese pages' outputs; the fingerprint,
+    taken before that build, cannot know it. So the Chinese edition is up to date only when every
+    page it executes is in the cache already.
+    """
     stamp = ZH_BUILD / "inputs.sha256"
     current = stamp.is_file() and stamp.read_text() == fingerprint
-    return not extra and current and (HTML / "zh" / "index.html").is_file()
+    return not extra and current and (HTML / "zh" / "index.html").is_file() and executions_cached()
 
 
 def publish_chinese(fingerprint: str) -> None:
@@ -192,7 +200,7 @@ def build_chinese(extra: list[str], **run) -> int:
     (ZH_BUILD / "inputs.sha256").unlink(missing_ok=True)
     code = subprocess.run(chinese_command(config, extra), cwd=ROOT, **run).returncode
     if code == 0:
-        publish_chinese(fingerprint)
+        publish_chinese(inputs_fingerprint(config))  # the executions as the build found them
     return code
 
 
@@ -268,7 +276,7 @@ def build_both(extra: list[str], quiet: bool = False) -> tuple[int, dict]:
             code = subprocess.run(chinese_command(config, extra), cwd=ROOT, **run).returncode
             times["zh"] = time.perf_counter() - zh_start
     if code == 0:
-        publish_chinese(fingerprint)
+        publish_chinese(inputs_fingerprint(config))  # after the English build's executions
     times["all"] = time.perf_counter() - start
     return code, times
 
