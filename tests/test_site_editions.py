@@ -139,3 +139,10 @@ def test_the_chinese_edition_has_its_own_title_and_search_index(build_log):
     chinese = [term for term in terms if re.fullmatch(r"[\u4e00-\u9fff]+", term)]
     assert max(map(len, chinese)) <= 8, sorted(chinese, key=len)[-3:]
     assert "因果掩码" not in _index_terms(HTML)
+
+
+def test_folded_code_is_labelled_in_the_editions_language(build_log):
+    zh = (HTML / "zh" / "notebooks" / "05_masks_and_backends.html").read_text(encoding="utf-8")
+    en = (HTML / "notebooks" / "05_masks_and_backends.html").read_text(encoding="utf-8")
+    assert "Show code cell source" in en and "Show code cell" not in zh
+    assert "显示代码" in zh and "隐藏代码" in zh

@@ -215,14 +215,29 @@ def _break_code_in_titles(app, pagename, templatename, context, doctree):
             context[link]["title"] = _breakable(context[link]["title"])
 
 
+def _translate_code_prompts(app, pagename, templatename, context, doctree):
+    """The Chinese edition's labels of folded code ("Show code cell source" -> "显示代码").
+
+    myst-nb writes them from one English template (``nb_code_prompt_show``, with the cell's hide
+    mode put in for ``{type}``), so a translated template would still end in "source" or
+    "content"; the finished labels are swapped instead, from zh/translations.yml's code_prompts.
+    """
+    prompts = app.config.attnviz_code_prompts
+    if prompts and "body" in context:
+        for english, translated in prompts.items():
+            context["body"] = context["body"].replace(english, translated)
+
+
 def setup(app):
     app.add_config_value("attnviz_other_edition", None, "html")
     app.add_config_value("attnviz_theme_options", None, "html")
+    app.add_config_value("attnviz_code_prompts", {}, "html")
     app.connect("config-inited", _add_theme_options)
     app.connect("config-inited", _add_language_switch)
     app.connect("config-inited", _check_chinese_search)
     app.connect("html-page-context", _language_switch)
     app.connect("html-page-context", _break_code_in_titles)
+    app.connect("html-page-context", _translate_code_prompts)
     app.connect("config-inited", _add_static)
     app.connect("config-inited", _check_mathjax)
     app.add_css_file("attnviz-site.css")

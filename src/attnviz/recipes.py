@@ -866,6 +866,7 @@ def summary_table(rows: list[dict], recipes: list[str] | None = None) -> str:
         f'<thead><tr><th scope="col">recipe</th>{head}</tr></thead><tbody>',
     ]
     notes: dict[str, str] = {}  # summary -> letter
+    shown: set[str] = set()  # the marks the table uses: the legend names only those
     for name in recipes:
         mine = [r for r in rows if r["recipe"] == name]
         sources = sorted({r["source"] for r in mine})
@@ -880,6 +881,7 @@ def summary_table(rows: list[dict], recipes: list[str] | None = None) -> str:
                 cells.append('<td class="attnviz-not-run" title="not run"></td>')
                 continue
             main, _ = _main_verdict(here)
+            shown.add(main)
             summary = summarize(here)
             note = ""
             if summary != main:
@@ -893,7 +895,7 @@ def summary_table(rows: list[dict], recipes: list[str] | None = None) -> str:
             )
         lines.append(f'<tr><th scope="row">{label}</th>{"".join(cells)}</tr>')
     lines.append("</tbody></table></div>")
-    legend = ", ".join(f"{mark} {name}" for name, mark in VERDICT_MARKS.items())
+    legend = ", ".join(f"{mark} {name}" for name, mark in VERDICT_MARKS.items() if name in shown)
     lines.append(
         f'<p class="attnviz-recipes-notes">{legend}; blank: not run. '
         "Where the cells of one release disagree, or the recipe raised:</p>"
