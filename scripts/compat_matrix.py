@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from envs import environment  # scripts/envs.py, next to this script
+from envs import environment, record_measurement  # scripts/envs.py, next to this script
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # this checkout's attnviz, here and (through PYTHONPATH) in each child
@@ -101,6 +102,8 @@ def main() -> int:
 
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    everything = sorted({row["transformers"] for row in rows}, key=Version)
+    record_measurement(OUTPUT, "scripts/compat_matrix.py", time.perf_counter() - started, everything)
     header = f"{'patch':12} {'backend':7} {'cache':5} {'future':7} {'positions':9} {'layer 0 mask':20} note"
     print(f"\n{'transformers':>12} {header}")
     for row in rows:

@@ -11,6 +11,10 @@ own with ``pip install --no-deps --target``, so one folder serves every release 
 pull in a second torch.
 """
 
+import datetime
+import json
+import os
+import platform
 import re
 import subprocess
 import sys
@@ -57,3 +61,28 @@ def packages(requirements: list[str], base: Path) -> Path:
         )
         done.write_text("\n".join(requirements) + "\n", encoding="utf-8")
     return folder
+
+
+def record_measurement(output: Path, script: str, seconds: float, releases: list[str]) -> dict:
+    """Note in ``measured.json`` beside ``output`` which script measured it, when, and on what.
+
+    The chapters that show a committed matrix (6 and 10) name its script, date and machine in
+    their prose, and check that sentence against this record: re-measuring without updating the
+    prose turns the book build red.
+    """
+    import torch
+
+    record = {
+        "script": script,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "releases": releases,
+        "seconds": round(seconds),
+    }
+    path = output.parent / "measured.json"
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    known[output.name] = record
+    path.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return record

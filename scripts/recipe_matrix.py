@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from envs import environment, packages
+from envs import environment, packages, record_measurement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +166,8 @@ def main() -> int:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]\n", encoding="utf-8")  # a row a line
     QUOTES.write_text(json.dumps(quotes, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    releases = sorted({row["transformers"] for row in rows}, key=Version)
+    record_measurement(OUTPUT, "scripts/recipe_matrix.py", time.perf_counter() - started, releases)
     print(f"\nwrote {OUTPUT.relative_to(ROOT)} ({len(rows)} rows) and {QUOTES.relative_to(ROOT)}")
     print(f"took {time.perf_counter() - started:.0f} s")
     return 0

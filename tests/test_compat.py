@@ -1,6 +1,7 @@
 """book/data/compat.json, written by scripts/compat_matrix.py, and what the package declares from it."""
 
 import json
+import os
 import re
 import traceback
 from pathlib import Path
@@ -146,3 +147,35 @@ def test_the_matrix_child_measures_an_old_release(root):
     assert seed_rows and all(isinstance(r["attends_to_future"], bool) for r in seed_rows)
     assert all(r["error"] is None for r in seed_rows)
     assert rows == [r for r in _rows(root) if r["transformers"] == OLD_RELEASE]
+
+
+def _envs_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("envs", ROOT / "scripts" / "envs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_committed_matrix_names_the_run_that_measured_it(root):
+    """Chapters 6 and 10 name script, date and machine in their prose from book/data/measured.json."""
+    measured = json.loads((root / "book" / "data" / "measured.json").read_text(encoding="utf-8"))
+    for name, script in {"compat.json": "compat_matrix.py", "recipes.json": "recipe_matrix.py"}.items():
+        run = measured[name]
+        rows = json.loads((root / "book" / "data" / name).read_text(encoding="utf-8"))
+        assert run["script"] == f"scripts/{script}"
+        assert run["releases"] == sorted({r["transformers"] for r in rows}, key=Version), name
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", run["date"]) and "CPUs" in run["machine"]
+
+
+def test_a_matrix_run_records_its_date_machine_and_releases_beside_its_output(tmp_path):
+    envs = _envs_module()
+    (tmp_path / "measured.json").write_text('{"other.json": {"script": "kept"}}\n', encoding="utf-8")
+    record = envs.record_measurement(tmp_path / "compat.json", "scripts/compat_matrix.py", 142.6, ["5.2.0", "5.24.0"])
+    written = json.loads((tmp_path / "measured.json").read_text(encoding="utf-8"))
+    assert written == {"other.json": {"script": "kept"}, "compat.json": record}
+    assert record["releases"] == ["5.2.0", "5.24.0"] and record["seconds"] == 143
+    assert record["torch"] == torch.__version__ and record["script"] == "scripts/compat_matrix.py"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", record["date"])
+    assert record["machine"].endswith(f"{os.cpu_count()} CPUs")
