@@ -428,3 +428,17 @@ def test_compare_rows_with_differences_keep_every_panel_clear(attentions):
         "Qwen3: after",
         "Qwen3: after - before",
     ]
+
+
+def test_curves_tell_series_apart_without_colour():
+    """Six equal curves drawn over each other: each keeps a pattern and a marker of its own."""
+    from attnviz.plot import curves
+
+    six = {f"series {i}": [1.0, 2.0, 3.0] for i in range(6)}
+    lines = curves([1, 2, 3], six, xlabel="x", ylabel="y", marker="o").axes[0].get_lines()
+    assert len({(str(line._dash_pattern), line.get_marker()) for line in lines}) == 6
+    assert len({line.get_marker() for line in lines}) == 6 and lines[0].get_marker() == "o"
+    assert [line.get_fillstyle() for line in lines] == ["full"] + ["none"] * 5  # hollow: see through
+    plain = curves([1, 2, 3], six, xlabel="x", ylabel="y").axes[0].get_lines()
+    assert len({str(line._dash_pattern) for line in plain}) == 6
+    assert {line.get_marker() for line in plain} == {"None"}  # no markers unless asked for

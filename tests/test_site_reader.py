@@ -446,3 +446,16 @@ def test_every_chapter_reaches_a_picture_within_its_first_screen(browser, server
     page.close()
     assert tops, f"{page_name} has no picture"
     assert min(tops) < DESKTOP["height"], f"{page_name}: the first picture starts at {min(tops):.0f} px"
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "390"])
+def test_one_search_box_and_no_empty_top_bar(browser, server, edition, viewport):
+    """pydata-sphinx-theme drew a top bar holding only a second search box (sphinx-book-theme#986)."""
+    page = _open(browser, server, f"{edition}notebooks/04_rope", viewport)
+    assert page.locator("#pst-header:visible").count() == 0, "the theme's top bar is back"
+    searches = page.locator(".search-button-field:visible, .search-button:visible")
+    assert searches.count() == 1, f"{searches.count()} visible search boxes or buttons"
+    searches.first.click()
+    page.wait_for_selector("input[name='q']:visible", timeout=3000)  # the search dialog opens
+    page.close()

@@ -161,6 +161,11 @@ def _add_theme_options(app, config):
     # Jupyter Book's _config.yml reaches only some theme options; an edition sets others here
     # (the Chinese one: the search field's placeholder, which the theme does not translate)
     config.html_theme_options.update(config.attnviz_theme_options or {})
+    # No top bar: pydata-sphinx-theme 0.17 fills an unset navbar_persistent with a search field,
+    # which makes it draw its header (#pst-header) holding nothing but a second search box above
+    # the book theme's own (sidebar field, article-header button). An empty list keeps the header
+    # out of the page; https://github.com/executablebooks/sphinx-book-theme/issues/986
+    config.html_theme_options.setdefault("navbar_persistent", [])
 
 
 def _check_chinese_search(app, config):

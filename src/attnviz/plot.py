@@ -464,6 +464,11 @@ def panels(
     return fig
 
 
+# curves(): line patterns and marker shapes, one per series, so no two differ by colour alone
+_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (10, 3))]
+_MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
 @_column_style
 def curves(
     x,
@@ -493,11 +498,17 @@ def curves(
     ax = fig.add_subplot()
     for label, (start, stop) in (bands or {}).items():
         ax.axvspan(start, stop, color="#fdb863", alpha=0.35, label=label, linewidth=0)
-    for label, values in series.items():
+    for index, (label, values) in enumerate(series.items()):
         y = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
         if y.shape != x.shape:
             raise ValueError(f"series {label!r} has {y.shape[0] if y.ndim else 0} values for {x.shape[0]} x values.")
-        ax.plot(x, y, label=label, marker=marker)
+        # not by colour alone: each curve also gets its own dash pattern and, with markers, its own
+        # hollow marker shape, so curves that coincide stay visible one through the other
+        style = {"linestyle": _LINESTYLES[index % len(_LINESTYLES)]}
+        if marker is not None:
+            shape = marker if index == 0 else _MARKERS[index % len(_MARKERS)]
+            style.update(marker=shape, fillstyle="none" if index else "full", markersize=6 + 1.5 * (index % 3))
+        ax.plot(x, y, label=label, **style)
     if logx:
         from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
