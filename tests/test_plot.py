@@ -442,3 +442,21 @@ def test_curves_tell_series_apart_without_colour():
     plain = curves([1, 2, 3], six, xlabel="x", ylabel="y").axes[0].get_lines()
     assert len({str(line._dash_pattern) for line in plain}) == 6
     assert {line.get_marker() for line in plain} == {"None"}  # no markers unless asked for
+
+
+def test_compare_leaves_room_between_a_row_s_axis_label_and_the_title_below_it():
+    """The difference map's title sat 8 px under the maps' axis label above it (chapter 11)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from attnviz.plot import compare
+
+    g = torch.Generator().manual_seed(0)
+    before, after = (torch.softmax(torch.randn(12, 12, generator=g), -1) for _ in range(2))
+    fig = compare([before, before], [after, after], row_titles=["A", "B"])
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    for row in ("A", "B"):
+        label = titled[f"{row}: before"].xaxis.label.get_window_extent(renderer)
+        title = titled[f"{row}: after - before"].title.get_window_extent(renderer)
+        assert label.y0 - title.y1 >= 0.15 * fig.dpi, f"row {row}: {label.y0 - title.y1:.0f} px"

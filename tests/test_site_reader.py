@@ -459,3 +459,19 @@ def test_one_search_box_and_no_empty_top_bar(browser, server, edition, viewport)
     searches.first.click()
     page.wait_for_selector("input[name='q']:visible", timeout=3000)  # the search dialog opens
     page.close()
+
+
+@pytest.mark.parametrize(
+    ("page_name", "line_start"),
+    [
+        ("notebooks/08_inputs_embeds_backbone", "test energy distance"),
+        ("notebooks/13_performance", "peak memory, "),
+    ],
+)
+def test_printed_key_numbers_are_on_a_phone_s_screen(browser, server, page_name, line_start):
+    """The number a printed table exists for is in view at 390 px, without scrolling the box."""
+    page = _open(browser, server, page_name, PHONE)
+    box = page.locator(".cell_output pre", has_text=line_start).first
+    fits = box.evaluate("pre => pre.scrollWidth <= pre.clientWidth")
+    assert fits, f"{page_name}: the output starting {line_start!r} scrolls sideways on a phone"
+    page.close()

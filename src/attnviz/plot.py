@@ -351,7 +351,9 @@ def compare(
     # two maps per row; the difference goes on a row of its own, under its pair
     rows_per_pair = 2 if diff else 1
     cell = min(0.16 * max(q_len, k_len) + 1.3, (COLUMN - 1.6) / 2)
-    fig = _new_figure(figsize=(2 * cell + 1.6, (cell + 0.4) * rows_per_pair * len(pairs) + 0.4))
+    fig = _new_figure(figsize=(2 * cell + 1.6, (cell + 0.55) * rows_per_pair * len(pairs) + 0.4))
+    # room between rows: a title must not sit against the axis label of the maps above it
+    fig.get_layout_engine().set(h_pad=0.1)
     # a fifth, narrow column holds each row's colour bar: a bar given several axes in rows that
     # are not next to each other would span, and cover, the rows between them
     grid = fig.add_gridspec(rows_per_pair * len(pairs), 5, width_ratios=(1, 1, 1, 1, 0.12))
