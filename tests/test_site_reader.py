@@ -475,3 +475,47 @@ def test_printed_key_numbers_are_on_a_phone_s_screen(browser, server, page_name,
     fits = box.evaluate("pre => pre.scrollWidth <= pre.clientWidth")
     assert fits, f"{page_name}: the output starting {line_start!r} scrolls sideways on a phone"
     page.close()
+
+
+# a line of inline code may end after a space, `_`, `.`, `/` or punctuation; inside a word only
+# where that piece alone is wider than its line
+_CODE_BREAKS = r"""(code) => {
+  const chars = [];
+  const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+  for (let node; (node = walker.nextNode()); ) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getClientRects()[0];
+      const last = chars.length ? chars[chars.length - 1] : [' ', 0, 0];
+      if (rect) chars.push([node.data[i], rect.top, rect.width]);
+      else if (/\s/.test(node.data[i])) chars.push([node.data[i], last[1], 0]);
+    }
+  }
+  const free = /[\s_.,:;(\/-]/;
+  const line = code.closest('p, li, dd, td, th, div').clientWidth;
+  const bad = [];
+  for (let i = 1; i < chars.length; i++) {
+    const [prev, top] = chars[i - 1];
+    if (!(chars[i][1] > top + 4) || free.test(prev) || free.test(chars[i][0])) continue;
+    let start = i - 1, end = i;
+    while (start > 0 && !free.test(chars[start - 1][0])) start--;
+    while (end < chars.length - 1 && !free.test(chars[end + 1][0])) end++;
+    const piece = chars.slice(start, end + 1);
+    const width = piece.reduce((sum, c) => sum + c[2], 0);
+    const text = (part) => part.map(c => c[0]).join('');
+    if (width <= line)  // a piece that fits a line must not be cut
+      bad.push(text(piece.slice(0, i - start)) + ' / ' + text(piece.slice(i - start)));
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("page_name", CHAPTERS)
+def test_inline_code_does_not_break_inside_a_word_on_a_phone(browser, server, page_name):
+    """`llama` in a module path broke as "lla" / "ma", `attention` as "attenti" / "on", at 390 px."""
+    page = _open(browser, server, page_name, PHONE)
+    bad = [b for code in page.locator(".bd-article code.literal").all() for b in code.evaluate(_CODE_BREAKS)]
+    page.close()
+    assert not bad, f"{page_name}: inline code broken inside a word: {bad}"

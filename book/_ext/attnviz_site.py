@@ -17,7 +17,7 @@
   stylesheet, to the pages that show a live explorer (`attnviz.view.LIVE_MARKER`). Script tags,
   not fetch: they load from the site's own origin and from a site opened from disk. Being files
   rather than inline, a change to the explorer reaches the site without re-running chapter 9.
-- Lets code names in titles break only at `_` and `.` (a <wbr> there), not mid-word on a phone.
+- Lets inline code names break at `_`, `.` and `/` (a <wbr> there), not mid-word on a phone.
 - Adds the language switch (English <-> 中文) to every page's header, when the configuration
   names the other edition (`attnviz_other_edition`): a relative link to the same page there, or
   to its first page when it has no such page, so it works over http and from disk alike.
@@ -192,29 +192,29 @@ def _language_switch(app, pagename, templatename, context, doctree):
     context["metatags"] = context.get("metatags", "") + link
 
 
-# A dot or underscore between two letters or digits of inline code in a title: a place to break.
-_CODE_BREAK = re.compile(r"(?<=[A-Za-z0-9])([_.])(?=[A-Za-z0-9])")
-_HEADING = re.compile(r"<h([1-6])([^>]*)>(.*?)</h\1>", re.S)
+# A dot, underscore or slash between two letters or digits of inline code: a place to break.
+_CODE_BREAK = re.compile(r"(?<=[A-Za-z0-9])([_./])(?=[A-Za-z0-9])")
 _PRE = re.compile(r'(<span class="pre">)(.*?)(</span>)', re.S)
 
 
 def _breakable(html: str) -> str:
-    """Inline code in `html` with a <wbr> after each inner `_` and `.`."""
+    """Inline code in `html` with a <wbr> after each inner `_`, `.` and `/`."""
     return _PRE.sub(lambda m: m[1] + _CODE_BREAK.sub(r"\1<wbr>", m[2]) + m[3], html)
 
 
-def _break_code_in_titles(app, pagename, templatename, context, doctree):
-    """Let a title's code name break at `_` and `.`, never inside a word.
+def _break_code_names(app, pagename, templatename, context, doctree):
+    """Let inline code names break at `_`, `.` and `/`, not inside a word.
 
-    On a phone, `eager_attention_forward` in chapter 2's title is wider than the screen. The site
-    lets inline code break anywhere so it never widens the page, which cut titles mid-word
-    ("eager_attention" / "_forward", "attnviz.bidirec" / "tional"). A <wbr> after each inner
-    underscore and dot gives the browser better places; the CSS keeps titles' code from breaking
-    elsewhere unless one piece alone is wider than the line. Done in the HTML, not in a script,
-    so a title never jumps as the page loads.
+    On a phone, `eager_attention_forward` in chapter 2's title, `attnviz.bidirectional` in a
+    sentence or a source file's path are wider than what is left of a line. The site lets inline
+    code break anywhere so it never widens the page, which cut names mid-word ("eager_attention" /
+    "_forward", "attnviz.bidirec" / "tional"). A <wbr> after each inner underscore, dot and slash
+    gives the browser better places: it breaks anywhere else only when one piece alone is wider
+    than the line. Done in the HTML (titles, text, printed Markdown, the next/previous links), not
+    in a script, so nothing jumps as the page loads.
     """
     if "body" in context:
-        context["body"] = _HEADING.sub(lambda m: f"<h{m[1]}{m[2]}>{_breakable(m[3])}</h{m[1]}>", context["body"])
+        context["body"] = _breakable(context["body"])
     for link in ("prev", "next"):
         if context.get(link) and context[link].get("title"):
             context[link]["title"] = _breakable(context[link]["title"])
@@ -241,7 +241,7 @@ def setup(app):
     app.connect("config-inited", _add_language_switch)
     app.connect("config-inited", _check_chinese_search)
     app.connect("html-page-context", _language_switch)
-    app.connect("html-page-context", _break_code_in_titles)
+    app.connect("html-page-context", _break_code_names)
     app.connect("html-page-context", _translate_code_prompts)
     app.connect("config-inited", _add_static)
     app.connect("config-inited", _check_mathjax)
