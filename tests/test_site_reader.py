@@ -519,3 +519,14 @@ def test_inline_code_does_not_break_inside_a_word_on_a_phone(browser, server, pa
     bad = [b for code in page.locator(".bd-article code.literal").all() for b in code.evaluate(_CODE_BREAKS)]
     page.close()
     assert not bad, f"{page_name}: inline code broken inside a word: {bad}"
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_next_and_previous_links_take_the_phone_s_width(browser, server, edition):
+    """Side by side, chapter 2's title in the next link wrapped one word a line at 390 px."""
+    page = _open(browser, server, f"{edition}notebooks/01_llama_attention", PHONE)
+    prev, following = (page.locator(f".prev-next-area a.{side}").bounding_box() for side in ("left-prev", "right-next"))
+    title = page.locator(".prev-next-area a.right-next .prev-next-title").bounding_box()
+    page.close()
+    assert following["y"] >= prev["y"] + prev["height"] - 1, "the next link sits beside the previous one"
+    assert title["width"] > 0.6 * PHONE["width"], f"the next title is {title['width']:.0f} px wide"
