@@ -426,12 +426,18 @@ _BREAKS = r"""(h) => {
 }"""
 
 
+def _breaks_on_a_phone(browser, server, page_name, selector, script):
+    """What `script` reports for each element matching `selector`, on the page at 390 px."""
+    page = _open(browser, server, page_name, PHONE)
+    found = [b for element in page.locator(selector).all() for b in element.evaluate(script)]
+    page.close()
+    return found
+
+
 @pytest.mark.parametrize("page_name", CHAPTERS)
 def test_titles_do_not_break_inside_a_word_on_a_phone(browser, server, page_name):
     """`eager_attention_forward` in a title broke as "eager_attention" / "_forward" at 390 px."""
-    page = _open(browser, server, page_name, PHONE)
-    bad = [b for h in page.locator(".bd-article :is(h1, h2, h3)").all() for b in h.evaluate(_BREAKS)]
-    page.close()
+    bad = _breaks_on_a_phone(browser, server, page_name, ".bd-article :is(h1, h2, h3)", _BREAKS)
     assert not bad, f"{page_name}: titles broken inside a word: {bad}"
 
 
@@ -515,9 +521,7 @@ _CODE_BREAKS = r"""(code) => {
 @pytest.mark.parametrize("page_name", CHAPTERS)
 def test_inline_code_does_not_break_inside_a_word_on_a_phone(browser, server, page_name):
     """`llama` in a module path broke as "lla" / "ma", `attention` as "attenti" / "on", at 390 px."""
-    page = _open(browser, server, page_name, PHONE)
-    bad = [b for code in page.locator(".bd-article code.literal").all() for b in code.evaluate(_CODE_BREAKS)]
-    page.close()
+    bad = _breaks_on_a_phone(browser, server, page_name, ".bd-article code.literal", _CODE_BREAKS)
     assert not bad, f"{page_name}: inline code broken inside a word: {bad}"
 
 
