@@ -254,6 +254,12 @@ _TWICE = (
     "the backend is given twice, when the model is built and by set_attn_implementation after it: "
     "dropping either one still leaves the model on --backend (or on its own default without it)"
 )
+_MAX_POSITIONS = (
+    "the tiny model's rope_type is 'default': its rotary inv_freq comes from rope_theta and head_dim, "
+    "dynamic_rope_update acts only on 'dynamic' and 'longrope', and nothing render or check runs "
+    "(LlamaModel's forward, its masks, attnviz) reads max_position_embeddings: in transformers 5.24 "
+    "only generate() does. 512, 513 or --length positions give the same weights"
+)
 _CLI_EQUIVALENT: dict[str, str] = {
     "attnviz.cli.x__load__mutmut_66": _TWICE,
     "attnviz.cli.x__load__mutmut_67": _TWICE,
@@ -291,9 +297,11 @@ _CLI_EQUIVALENT: dict[str, str] = {
     "attnviz.cli.x__parser__mutmut_17": "add_subparsers defaults parser_class to the parser's own class, _Parser",
     "attnviz.cli.x_render__mutmut_3": _BACKEND_NAME,
     "attnviz.cli.x_render__mutmut_4": _BACKEND_NAME,
-    "attnviz.cli.x__loader_for__mutmut_10": "Python's codec names are case-insensitive: 'UTF-8' is 'utf-8'",
+    "attnviz.cli.x__loader_for__mutmut_8": "Python's codec names are case-insensitive: 'UTF-8' is 'utf-8'",
     "attnviz.cli.x__load__mutmut_103": "torch.randint(high, size) draws from [0, high), as randint(0, high, size) does",
     "attnviz.cli.x_render__mutmut_65": "attentions are (batch, heads, q, k): shape[2] and shape[-2] are both q",
+    "attnviz.cli.x__load__mutmut_47": _MAX_POSITIONS,
+    "attnviz.cli.x__load__mutmut_53": _MAX_POSITIONS,
 }
 
 EQUIVALENT |= _FAMILIES_EQUIVALENT | _CLI_EQUIVALENT

@@ -5,6 +5,7 @@ returns the exit code and writes the same one line to stderr, without paying for
 each time.
 """
 
+import os
 import subprocess
 import sys
 
@@ -28,9 +29,10 @@ def _main(args, capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def _run(*args, module=False):
+def _run(*args, module=False, env=None):
     command = [sys.executable, "-m", "attnviz", *args] if module else [str(VENV_BIN / "attnviz"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +294,14 @@ def test_an_architecture_transformers_does_not_know_is_warned_about_on_stderr(ch
     assert "warning: config.json names NoSuchModelAnywhere" in err and "NoSuchModelAnywhere" not in out
 
 
+def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("[]", encoding="utf-8")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    code, _, err = _main(["check", "--model", str(tmp_path)], capsys)
+    assert code == 2
+    assert err.strip() == f"attnviz: error: --model {tmp_path}: config.json holds a list, not an object of settings"
+
+
 def test_corrupt_weights_report_the_loaders_first_line(checkpoint, tmp_path, capsys):
     import shutil
 
@@ -339,3 +349,167 @@ def test_code_shipped_in_the_model_folder_is_never_run(checkpoint, tmp_path, cap
     code, out, err = _main(["check", "--model", str(folder)], capsys)
     assert code == 0, err
     assert "LlamaModel" in out and "code ran" not in err
+
+
+def _keep_pooled(monkeypatch) -> tuple[list[str], list]:
+    """The backend each ``render --pool`` model ran on, and each (attention_map result, figure) drawn."""
+    import attnviz.longmap
+    import attnviz.plot
+    from attnviz.families import find_backbone
+
+    backends, drawn = [], []
+    attention_map, map_and_distance = attnviz.longmap.attention_map, attnviz.plot.map_and_distance
+
+    def run(model, **kwargs):
+        backends.append(find_backbone(model).config._attn_implementation)
+        return attention_map(model, **kwargs)
+
+    def draw(result, **kwargs):
+        drawn.append((result, map_and_distance(result, **kwargs)))
+        return drawn[-1][1]
+
+    monkeypatch.setattr(attnviz.longmap, "attention_map", run)
+    monkeypatch.setattr(attnviz.plot, "map_and_distance", draw)
+    return backends, drawn
+
+
+def _expected_map(backend, length, *, layer, head, size, bidirectional=False):
+    """attention_map of the tiny model the CLI builds, on the CLI's input (ids seeded with 0)."""
+    model = attnviz.tiny_model(attn_implementation=backend)
+    ids = torch.randint(0, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+    with attnviz.patched(model, bidirectional=bidirectional):
+        return attnviz.attention_map(model, layer=layer, head=head, size=size, input_ids=ids)
+
+
+def test_render_pool_defaults_draw_head_0_of_layer_0_on_sdpa_with_a_linear_scale(tmp_path, capsys, monkeypatch):
+    from matplotlib.colors import LogNorm
+
+    backends, drawn = _keep_pooled(monkeypatch)
+    code, _, err = _main(["render", "--length", "1024", "--pool", "8", "--out", str(tmp_path / "map.png")], capsys)
+    assert code == 0, err
+    assert backends == ["sdpa"]  # not the tiny model's own eager, which builds seq x seq masks
+    ((result, fig),) = drawn
+    assert (result.layer, result.head, tuple(result.pooled.shape)) == (0, 0, (8, 8))
+    assert_close(result.pooled, _expected_map("sdpa", 1024, layer=0, head=0, size=8).pooled)
+    assert fig.get_suptitle() == "Layer 0, head 0, causal + RoPE: 1,024 tokens"
+    assert not isinstance(fig.axes[0].get_images()[0].norm, LogNorm)
+
+
+def test_render_pool_draws_the_layer_head_variant_and_scale_asked_for(tmp_path, capsys, monkeypatch):
+    from matplotlib.colors import LogNorm
+
+    backends, drawn = _keep_pooled(monkeypatch)
+    args = ["render", "--length", "512", "--pool", "16", "--layer", "1", "--head", "-4", "--bidirectional"]
+    code, _, err = _main([*args, "--log", "--backend", "eager", "--out", str(tmp_path / "map.png")], capsys)
+    assert code == 0, err
+    assert backends == ["eager"]
+    ((result, fig),) = drawn
+    assert (result.layer, result.head, tuple(result.pooled.shape)) == (1, 0, (16, 16))  # head -4 of 4 is head 0
+    expected = _expected_map("eager", 512, layer=1, head=0, size=16, bidirectional=True)
+    assert_close(result.pooled, expected.pooled)
+    assert result.allowed.all()  # bidirectional: every block may attend to every other
+    assert fig.get_suptitle() == "Layer 1, head -4, bidirectional + RoPE: 512 tokens"
+    assert isinstance(fig.axes[0].get_images()[0].norm, LogNorm)
+
+
+@pytest.mark.parametrize("head, ok", [("3", True), ("4", False), ("-5", False)])
+def test_render_pool_head_bounds(head, ok, tmp_path, capsys):
+    args = ["render", "--length", "64", "--pool", "8", "--head", head, "--out", str(tmp_path / "x.png")]
+    code, _, err = _main(args, capsys)
+    if ok:
+        assert code == 0, err
+    else:
+        assert code == 2
+        assert err.strip() == f"attnviz: error: --head {head}: the model has 4 heads per layer (0-3)"
+
+
+@pytest.mark.parametrize("pool, ok", [("1", False), ("2", True), ("16", True), ("17", False)])
+def test_render_pool_bounds(pool, ok, tmp_path, capsys):
+    args = ["render", "--length", "16", "--pool", pool, "--out", str(tmp_path / "x.png")]
+    code, _, err = _main(args, capsys)
+    if ok:
+        assert code == 0, err
+    else:
+        assert code == 2
+        assert err.strip() == f"attnviz: error: --pool {pool}: blocks per side, between 2 and --length (16)"
+
+
+def test_length_messages_in_full(tmp_path, capsys):
+    code, _, err = _main(["render", "--length", "300", "--out", str(tmp_path / "x.png")], capsys)
+    assert code == 2
+    more = "with --pool N, render draws longer inputs as a pooled map"
+    assert err.strip() == f"attnviz: error: --length must be between 3 and 128; {more}; got 300"
+    code, _, err = _main(["check", "--length", "300"], capsys)
+    assert code == 2 and err.strip() == "attnviz: error: --length must be between 3 and 128; got 300"
+
+
+def test_help_names_the_pool_argument_n(capsys):
+    code, out, _ = _main(["render", "--help"], capsys)
+    assert code == 0
+    assert "[--pool N]" in out  # the usage line
+    assert "  --pool N " in out  # the option's entry, as its help text says "N x N blocks"
+
+
+def test_a_folder_of_pickled_weights_beside_another_safetensors_file_is_refused(tmp_path, capsys):
+    # transformers would fall back to pytorch_model.bin (a pickle) when safetensors are not required
+    from safetensors.torch import save_file
+
+    model = LlamaForCausalLM(attnviz.tiny_config())
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    save_file({"step": torch.zeros(1)}, tmp_path / "optimizer.safetensors")
+    code, out, err = _main(["check", "--model", str(tmp_path)], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        f"attnviz: error: --model {tmp_path}: cannot load it: "
+        f"Error no file named model.safetensors found in directory {tmp_path}."
+    )
+
+
+def test_code_of_an_unknown_model_type_is_not_run_even_if_the_user_would_say_yes(
+    checkpoint, tmp_path, capsys, monkeypatch
+):
+    # transformers asks on stdin whether to run a folder's code for a model_type it does not know,
+    # unless trust_remote_code is given: attnviz gives False, so nothing asks and nothing runs
+    import io
+    import json
+    import shutil
+
+    folder = tmp_path / "custom-type"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["model_type"] = "attnviz_custom"
+    config["auto_map"] = {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "custom.py").write_text('raise RuntimeError("the folder\'s own code ran")\n', encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    code, out, err = _main(["check", "--model", str(folder)], capsys)
+    assert code == 2 and out == ""  # no prompt
+    assert err.startswith(f"attnviz: error: --model {folder}: cannot load it: The repository {folder} contains custom")
+    assert "code ran" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_config_json_is_read_as_utf8_whatever_the_locale(checkpoint, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "accented"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["description"] = "un modèle minuscule"
+    (folder / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    # the C locale without UTF-8 mode or locale coercion: Python's default encoding is then ASCII
+    ascii_locale = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
+    result = _run("check", "--model", str(folder), module=True, env=ascii_locale)
+    assert result.returncode == 0, result.stderr
+    assert "LlamaModel" in result.stdout
+
+
+def test_a_loader_error_without_a_message_is_reported_by_its_type(checkpoint, capsys, monkeypatch):
+    # no real load error found has an empty message: this stands in for one
+    def fail(*args, **kwargs):
+        raise RuntimeError()
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", fail)
+    code, _, err = _main(["check", "--model", str(checkpoint)], capsys)
+    assert code == 2 and err.strip() == f"attnviz: error: --model {checkpoint}: cannot load it: RuntimeError"

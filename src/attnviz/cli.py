@@ -66,9 +66,12 @@ def _loader_for(path: Path):
     from transformers import AutoModel
 
     try:
-        architectures = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise UsageError(f"--model {path}: config.json is not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise UsageError(f"--model {path}: config.json holds a {type(config).__name__}, not an object of settings")
+    architectures = config.get("architectures") or []
     if "LlamaBidirectionalModel" in architectures:
         from attnviz.patch import LlamaBidirectionalModel
 
