@@ -304,7 +304,36 @@ _CLI_EQUIVALENT: dict[str, str] = {
     "attnviz.cli.x__load__mutmut_53": _MAX_POSITIONS,
 }
 
-EQUIVALENT |= _FAMILIES_EQUIVALENT | _CLI_EQUIVALENT
+# The explorers' survivors (view.py, explorer.py), and why each is equivalent.
+_ASCII_ASSETS = (
+    "the package's static files are ASCII (tests/test_explorer.py::test_the_static_files_are_ascii), and the "
+    "locale's encoding (encoding=None or left out) reads and writes ASCII as utf-8 does"
+)
+_UTF8_NAME = "Python's codec names are case-insensitive: 'UTF-8' is 'utf-8'"
+_FALSY = "patched() tests `if bidirectional:` and `if no_rope:`: None is falsy, as False is"
+_LITERAL_ORDER = (
+    "render_live's fields is a dict literal: its keys come in one fixed order, so json.dumps gives one text per "
+    "input sorted or not, and the id stays a deterministic hash of the fields and the model (only its digits change)"
+)
+_EXPLORERS_EQUIVALENT: dict[str, str] = {
+    "attnviz.explorer.xǁAttentionExplorerǁ_update__mutmut_21": _FALSY,
+    "attnviz.explorer.xǁAttentionExplorerǁ_update__mutmut_22": _FALSY,
+    "attnviz.view.x__asset__mutmut_1": _ASCII_ASSETS,
+    "attnviz.view.x__asset__mutmut_4": _UTF8_NAME,
+    "attnviz.view.x_live_view__mutmut_9": _ASCII_ASSETS,
+    "attnviz.view.x_live_view__mutmut_11": _UTF8_NAME,
+    "attnviz.view.x_write_site_assets__mutmut_10": _ASCII_ASSETS,
+    "attnviz.view.x_write_site_assets__mutmut_12": _ASCII_ASSETS,
+    "attnviz.view.x_write_site_assets__mutmut_16": _UTF8_NAME,
+    "attnviz.view.x__script__mutmut_14": (
+        "with re.IGNORECASE, '</(SCRIPT)' matches what '</(script)' does, and \\1 puts back the text it matched"
+    ),
+    "attnviz.view.x_render_live__mutmut_28": _LITERAL_ORDER,
+    "attnviz.view.x_render_live__mutmut_30": _LITERAL_ORDER,
+    "attnviz.view.x_render_live__mutmut_31": _LITERAL_ORDER,
+}
+
+EQUIVALENT |= _FAMILIES_EQUIVALENT | _CLI_EQUIVALENT | _EXPLORERS_EQUIVALENT
 
 
 def _without_device(line: str) -> str:
