@@ -498,6 +498,9 @@ def test_config_json_is_read_as_utf8_whatever_the_locale(checkpoint, tmp_path):
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["description"] = "un modèle minuscule"
     (folder / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    # here too, in this process: mutmut gives a mutant only the tests that reach its function in
+    # the pytest process, and a subprocess's calls are not seen (mutant _loader_for 3 survived)
+    assert cli._loader_for(folder) is AutoModel
     # the C locale without UTF-8 mode or locale coercion: Python's default encoding is then ASCII
     ascii_locale = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
     result = _run("check", "--model", str(folder), module=True, env=ascii_locale)
