@@ -397,10 +397,11 @@ def test_a_figure_shown_at_its_own_size_offers_no_enlargement(browser, server):
     page.close()
 
 
-# a line of a title may end after a space, a `_` or `.` of a code name, or a CJK character
-_BREAKS = r"""(h) => {
+# A line of a title or of inline code may end after a space, `_`, `.`, `/`, punctuation or a
+# CJK character; inside a word only where that piece alone is wider than its line.
+_BREAKS = r"""(element) => {
   const chars = [];
-  const walker = document.createTreeWalker(h, NodeFilter.SHOW_TEXT);
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
   for (let node; (node = walker.nextNode()); ) {
     if (node.parentElement.closest('.headerlink')) continue;
     for (let i = 0; i < node.length; i++) {
@@ -408,19 +409,25 @@ _BREAKS = r"""(h) => {
       range.setStart(node, i);
       range.setEnd(node, i + 1);
       const rect = range.getClientRects()[0];
-      const last = chars.length ? chars[chars.length - 1][1] : 0;
+      const last = chars.length ? chars[chars.length - 1] : [' ', 0, 0];
       // a space where a line ends has no box: it still separates the words
-      if (rect) chars.push([node.data[i], rect.top]);
-      else if (/\s/.test(node.data[i])) chars.push([node.data[i], last]);
+      if (rect) chars.push([node.data[i], rect.top, rect.width]);
+      else if (/\s/.test(node.data[i])) chars.push([node.data[i], last[1], 0]);
     }
   }
   const free = /[\s_.,:;(\/\u2e80-\u9fff\u3000-\u303f\uff00-\uffef-]/;
+  const line = element.closest('h1, h2, h3, h4, p, li, dd, td, th, div').clientWidth;
+  const text = (part) => part.map(c => c[0]).join('');
   const bad = [];
   for (let i = 1; i < chars.length; i++) {
     const [prev, top] = chars[i - 1];
-    if (chars[i][1] > top + 4 && !free.test(prev) && !free.test(chars[i][0]))
-      bad.push(chars.slice(Math.max(0, i - 8), i).map(c => c[0]).join('') + ' / ' +
-               chars.slice(i, i + 8).map(c => c[0]).join(''));
+    if (!(chars[i][1] > top + 4) || free.test(prev) || free.test(chars[i][0])) continue;
+    let start = i - 1, end = i;
+    while (start > 0 && !free.test(chars[start - 1][0])) start--;
+    while (end < chars.length - 1 && !free.test(chars[end + 1][0])) end++;
+    const piece = chars.slice(start, end + 1);
+    if (piece.reduce((sum, c) => sum + c[2], 0) <= line)  // a piece that fits a line is not cut
+      bad.push(text(piece.slice(0, i - start)) + ' / ' + text(piece.slice(i - start)));
   }
   return bad;
 }"""
@@ -483,45 +490,10 @@ def test_printed_key_numbers_are_on_a_phone_s_screen(browser, server, page_name,
     page.close()
 
 
-# a line of inline code may end after a space, `_`, `.`, `/` or punctuation; inside a word only
-# where that piece alone is wider than its line
-_CODE_BREAKS = r"""(code) => {
-  const chars = [];
-  const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
-  for (let node; (node = walker.nextNode()); ) {
-    for (let i = 0; i < node.length; i++) {
-      const range = document.createRange();
-      range.setStart(node, i);
-      range.setEnd(node, i + 1);
-      const rect = range.getClientRects()[0];
-      const last = chars.length ? chars[chars.length - 1] : [' ', 0, 0];
-      if (rect) chars.push([node.data[i], rect.top, rect.width]);
-      else if (/\s/.test(node.data[i])) chars.push([node.data[i], last[1], 0]);
-    }
-  }
-  const free = /[\s_.,:;(\/-]/;
-  const line = code.closest('p, li, dd, td, th, div').clientWidth;
-  const bad = [];
-  for (let i = 1; i < chars.length; i++) {
-    const [prev, top] = chars[i - 1];
-    if (!(chars[i][1] > top + 4) || free.test(prev) || free.test(chars[i][0])) continue;
-    let start = i - 1, end = i;
-    while (start > 0 && !free.test(chars[start - 1][0])) start--;
-    while (end < chars.length - 1 && !free.test(chars[end + 1][0])) end++;
-    const piece = chars.slice(start, end + 1);
-    const width = piece.reduce((sum, c) => sum + c[2], 0);
-    const text = (part) => part.map(c => c[0]).join('');
-    if (width <= line)  // a piece that fits a line must not be cut
-      bad.push(text(piece.slice(0, i - start)) + ' / ' + text(piece.slice(i - start)));
-  }
-  return bad;
-}"""
-
-
 @pytest.mark.parametrize("page_name", CHAPTERS)
 def test_inline_code_does_not_break_inside_a_word_on_a_phone(browser, server, page_name):
     """`llama` in a module path broke as "lla" / "ma", `attention` as "attenti" / "on", at 390 px."""
-    bad = _breaks_on_a_phone(browser, server, page_name, ".bd-article code.literal", _CODE_BREAKS)
+    bad = _breaks_on_a_phone(browser, server, page_name, ".bd-article code.literal", _BREAKS)
     assert not bad, f"{page_name}: inline code broken inside a word: {bad}"
 
 
